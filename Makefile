@@ -1,0 +1,45 @@
+# wa-pstn-gateway: the two commands of the README are `make demo` and `make test`.
+# Every target installs what it needs (Debian packages, venv, test image) on its own.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+DEMO_CONTAINER := wagw-demo
+MOLECULE_CONTAINER := wagw-molecule-aio
+
+.PHONY: setup image demo demo-destroy test lint molecule bench clean
+
+setup: ## Debian packages, podman configuration and the pinned Python venv
+	@scripts/setup-host.sh
+
+image: setup ## the systemd test image (Debian forky), cached by recipe hash
+	@scripts/build-test-image.sh
+
+demo: image ## provision the all-in-one demo gateway into a local systemd container
+	@scripts/container.sh start $(DEMO_CONTAINER)
+	$(BIN)/ansible-playbook -i inventories/example/hosts.yml playbooks/site.yml
+	@scripts/demo-summary.sh $(DEMO_CONTAINER)
+
+demo-destroy: ## remove the demo container
+	@scripts/container.sh rm $(DEMO_CONTAINER)
+
+test: lint molecule ## every test: linters, then Molecule (create, converge, idempotence, verify)
+
+lint: setup
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production
+	@echo "lint: yamllint and ansible-lint (production profile) passed"
+
+molecule: image
+	@scripts/container.sh rm $(MOLECULE_CONTAINER)
+	rc=0; WAGW_CGROUP_VOLUME=$$(scripts/container.sh cgroup-volume $(MOLECULE_CONTAINER)) \
+	  $(BIN)/molecule test -s default || rc=$$?; \
+	  scripts/container.sh rm $(MOLECULE_CONTAINER); exit $$rc
+
+bench: image ## converge timing against a plain apt-get install (benchmarks/)
+	benchmarks/converge.sh
+
+clean: demo-destroy
+	@scripts/container.sh rm $(MOLECULE_CONTAINER)

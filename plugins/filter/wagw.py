@@ -1,0 +1,27 @@
+"""Filters that turn the client inventory (what an MSP writes) into role parameters."""
+
+from __future__ import annotations
+
+DOCUMENTATION_SIP_ACCOUNTS = """
+name: wagw_sip_accounts
+short_description: WhatsApp numbers of a client as SIP accounts
+description:
+  - Takes C(wagw_whatsapp.numbers) (items with C(number) and C(sip_password)) and returns
+    items C({number, password}) as the kamailio and asterisk roles expect them.
+"""
+
+
+def wagw_sip_accounts(numbers: list[dict]) -> list[dict]:
+    accounts = []
+    for item in numbers:
+        if "number" not in item or "sip_password" not in item:
+            raise ValueError(
+                "each wagw_whatsapp.numbers item needs 'number' and 'sip_password'"
+            )
+        accounts.append({"number": str(item["number"]), "password": str(item["sip_password"])})
+    return accounts
+
+
+class FilterModule:
+    def filters(self) -> dict:
+        return {"wagw_sip_accounts": wagw_sip_accounts}
