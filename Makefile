@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEMO_CONTAINER := wagw-demo
 MOLECULE_CONTAINER := wagw-molecule-aio
 
-.PHONY: setup image demo demo-destroy test lint molecule bench clean
+.PHONY: setup image demo demo-destroy test lint unit molecule bench clean
 
 setup: ## Debian packages, podman configuration and the pinned Python venv
 	@scripts/setup-host.sh
@@ -25,12 +25,15 @@ demo: image ## provision the all-in-one demo gateway into a local systemd contai
 demo-destroy: ## remove the demo container
 	@scripts/container.sh rm $(DEMO_CONTAINER)
 
-test: lint molecule ## every test: linters, then Molecule (create, converge, idempotence, verify)
+test: lint unit molecule ## every test: linters, unit tests, then Molecule (create, converge, idempotence, verify)
 
 lint: setup
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --profile production
 	@echo "lint: yamllint and ansible-lint (production profile) passed"
+
+unit: setup ## pytest: filters and the client-inventory schema
+	$(BIN)/pytest
 
 molecule: image
 	@scripts/container.sh rm $(MOLECULE_CONTAINER)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 DOCUMENTATION_SIP_ACCOUNTS = """
 name: wagw_sip_accounts
 short_description: WhatsApp numbers of a client as SIP accounts
@@ -22,6 +24,12 @@ def wagw_sip_accounts(numbers: list[dict]) -> list[dict]:
     return accounts
 
 
+def wagw_unmatched(values: list[str], patterns: list[str]) -> list[str]:
+    """Values that match none of the regular expressions (re.search semantics)."""
+    compiled = [re.compile(p) for p in patterns]
+    return [v for v in values if not any(c.search(str(v)) for c in compiled)]
+
+
 class FilterModule:
     def filters(self) -> dict:
-        return {"wagw_sip_accounts": wagw_sip_accounts}
+        return {"wagw_sip_accounts": wagw_sip_accounts, "wagw_unmatched": wagw_unmatched}

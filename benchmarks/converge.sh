@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Converge benchmark of the all-in-one gateway (issue: re-run < 30 s with 0 changed,
+# converge within 1.5x of a plain install). Prints, from one run on this machine:
+#   baseline  plain `apt-get update && apt-get install` of the same packages in a fresh container
+#   converge  first playbook run on another fresh container
+#   rerun     second playbook run (must report changed=0)
+# and the ratio converge/baseline. Both containers start from the same cached image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+base=wagw-bench-baseline gw=wagw-bench-converge
+work=$(mktemp -d)
+cleanup() { scripts/container.sh rm "$base"; scripts/container.sh rm "$gw"; rm -rf "$work"; }
+trap cleanup EXIT
+cleanup 2>/dev/null || true
+
+# The packages the roles install, read from the roles' own defaults.
+packages=$(python3 - <<'PY'
+import yaml
+pk = []
+for role, key in [("common", "common_packages"), ("kamailio", "kamailio_packages"),
+                  ("asterisk", "asterisk_packages")]:
+    pk += yaml.safe_load(open(f"roles/{role}/defaults/main.yml"))[key]
+pk.append("python3-cryptography")  # tls role
+print(" ".join(dict.fromkeys(pk)))
+PY
+)
+
+now() { date +%s.%N; }
+scripts/container.sh start "$base" >/dev/null
+t0=$(now)
+podman exec -e DEBIAN_FRONTEND=noninteractive "$base" bash -c \
+  "apt-get update -qq && apt-get install -y -qq --no-install-recommends $packages" >"$work/baseline.log" 2>&1
+t1=$(now)
+scripts/container.sh rm "$base"
+
+scripts/container.sh start "$gw" >/dev/null
+cat >"$work/hosts.yml" <<INV
+all:
+  children:
+    gateway:
+      children:
+        sip_edge: {hosts: {$gw: }}
+        media: {hosts: {$gw: }}
+  hosts:
+    $gw:
+      ansible_connection: containers.podman.podman
+      ansible_python_interpreter: /usr/bin/python3
+      wagw_internal_address: 127.0.0.1
+INV
+ln -s "$PWD/inventories/example/group_vars" "$work/group_vars"
+export WAGW_SECRETS_DIR="$work/secrets"
+t2=$(now)
+ansible-playbook -i "$work/hosts.yml" playbooks/site.yml >"$work/converge.log" 2>&1
+t3=$(now)
+ansible-playbook -i "$work/hosts.yml" playbooks/site.yml >"$work/rerun.log" 2>&1
+t4=$(now)
+changed=$(grep -Eo 'changed=[0-9]+' "$work/rerun.log" | tail -1 | cut -d= -f2)
+
+python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$changed" <<'PY'
+import sys
+t0, t1, t2, t3, t4 = map(float, sys.argv[1:6]); changed = int(sys.argv[6])
+baseline, converge, rerun = t1 - t0, t3 - t2, t4 - t3
+print(f"baseline plain apt-get install : {baseline:7.1f} s")
+print(f"converge (first run)           : {converge:7.1f} s   ratio to baseline {converge / baseline:.2f}x (target <= 1.5x)")
+print(f"idempotent re-run              : {rerun:7.1f} s   changed={changed} (target < 30 s, 0 changed)")
+PY

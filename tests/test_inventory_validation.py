@@ -1,0 +1,58 @@
+"""playbooks/validate.yml: a bad client inventory stops the play with a message that names
+the client, the key and the rule; the example inventory passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from conftest import run_validate
+
+
+def edit(inventory: Path, name: str, change) -> None:
+    path = inventory / "group_vars" / "all" / name
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_example_inventory_is_valid(example_inventory: Path, tmp_path: Path) -> None:
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "failed=0" in result.stdout
+
+
+def test_unknown_carrier_transport_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "carrier.yml", lambda d: d["wagw_carrier"].update(transport="pigeon"))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "transport" in result.stdout and "pigeon" in result.stdout
+
+
+def test_missing_sip_domain_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "whatsapp.yml", lambda d: d["wagw_whatsapp"].pop("sip_domain"))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "sip_domain" in result.stdout
+
+
+def test_non_e164_destination_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "routing.yml", lambda d: d["wagw_routes"][0].update(destinations=["030123456"]))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "client example: wagw_routes[].destinations" in result.stdout
+    assert "030123456" in result.stdout
+
+
+def test_premium_rate_destination_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "routing.yml", lambda d: d["wagw_routes"][0].update(destinations=["+49900123456"]))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "+49900123456" in result.stdout and "allowed_destinations" in result.stdout
+
+
+def test_route_for_undeclared_number_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "routing.yml", lambda d: d["wagw_routes"][0].update(whatsapp_number="+4930555000999"))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "+4930555000999 is not one of wagw_whatsapp.numbers" in result.stdout

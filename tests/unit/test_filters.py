@@ -1,0 +1,26 @@
+"""The filters that turn the client inventory into role parameters."""
+
+from __future__ import annotations
+
+import pytest
+from wagw import wagw_sip_accounts, wagw_unmatched
+
+
+def test_sip_accounts_renames_the_password_key() -> None:
+    numbers = [{"number": "+4930555000100", "phone_number_id": "1", "sip_password": "s3cret"}]
+    assert wagw_sip_accounts(numbers) == [{"number": "+4930555000100", "password": "s3cret"}]
+
+
+def test_sip_accounts_rejects_an_item_without_password() -> None:
+    with pytest.raises(ValueError, match="sip_password"):
+        wagw_sip_accounts([{"number": "+4930555000100"}])
+
+
+def test_unmatched_lists_only_numbers_no_pattern_allows() -> None:
+    patterns = [r"^\+49([2-8][0-9]{2}|9(0[1-9]|[1-9][0-9]))[0-9]{3,11}$"]
+    values = ["+4930123456", "+49900123456", "+4412345678"]
+    assert wagw_unmatched(values, patterns) == ["+49900123456", "+4412345678"]
+
+
+def test_unmatched_is_empty_when_all_match() -> None:
+    assert wagw_unmatched(["+4930123456"], [r"^\+4930"]) == []
