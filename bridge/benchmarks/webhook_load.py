@@ -1,0 +1,284 @@
+"""Webhook load benchmark: signed deliveries per second and latency, against a same-run baseline.
+
+Starts, on loopback, with the same uvicorn settings (uvloop + httptools, no access log):
+  * the bridge (``wagw-bridge serve``), durable: SQLite WAL synchronous=FULL, then PostgreSQL
+    (fsync on) when its binaries exist;
+  * a bare ASGI app answering 200 immediately (the baseline).
+A raw asyncio HTTP/1.1 keep-alive client (little client overhead) fires pre-signed deliveries,
+each carrying a new message id (so every one is stored), over C concurrent connections for
+D seconds, and prints deliveries/s, p50/p99 latency and the ratio to the bare rate.
+
+    python benchmarks/webhook_load.py [--duration 10] [--connections 64] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SECRET = "bench-app-secret"
+ENV = {
+    "WAGW_BRIDGE_APP_SECRET": SECRET,
+    "WAGW_BRIDGE_VERIFY_TOKEN": "bench-verify",
+    "WAGW_BRIDGE_INTERNAL_TOKEN": "bench-internal-token",
+    "WAGW_BRIDGE_PSEUDONYM_KEY": "bench-pseudonym-key-0123456789",
+    "WAGW_BRIDGE_SQLITE_SYNCHRONOUS": "FULL",
+    "WAGW_BRIDGE_LOG_LEVEL": "WARNING",
+}
+
+BARE_APP = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        msg = await receive()
+        more = msg.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", b"15")]})
+    await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def payload(i: int, run: str) -> bytes:
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "4930123456",
+                                "phone_number_id": "106540352242922",
+                            },
+                            "messages": [
+                                {
+                                    "from": f"49170{i % 1000000:07d}",
+                                    "id": f"wamid.BENCH{run}{i:09d}",
+                                    "timestamp": str(int(time.time())),
+                                    "type": "text",
+                                    "text": {"body": "Hallo, ich habe eine Frage"},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(body).encode()
+
+
+def request_bytes(body: bytes, port: int) -> bytes:
+    sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    head = (
+        f"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"X-Hub-Signature-256: sha256={sig}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def load(port: int, requests: list[bytes], connections: int, duration: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    idx = 0
+    deadline = 0.0
+
+    async def worker() -> None:
+        nonlocal idx, errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline and idx < len(requests):
+                req = requests[idx]
+                idx += 1
+                t0 = time.perf_counter()
+                writer.write(req)
+                status = await _read_response(reader)
+                latencies.append(time.perf_counter() - t0)
+                if status != 200:
+                    errors += 1
+        finally:
+            writer.close()
+
+    deadline = time.perf_counter() + duration
+    t_start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - t_start
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "errors": errors,
+        "rate": n / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies) if n else 0.0,
+        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else 0.0,
+        "exhausted": idx >= len(requests),
+    }
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} not listening")
+
+
+def start_bridge(database: str, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        **ENV,
+        "WAGW_BRIDGE_DATABASE": database,
+        "WAGW_BRIDGE_LISTEN": f"127.0.0.1:{port}",
+        "WAGW_BRIDGE_INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wagw_bridge.cli", "serve"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    wait_port(port, proc)
+    return proc
+
+
+def start_bare(port: int, tmp: Path) -> subprocess.Popen:
+    (tmp / "bare_app.py").write_text(BARE_APP)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1",
+            "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning", "--lifespan", "off",
+        ],
+        cwd=tmp, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_port(port, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run_case(name: str, proc_factory, args: argparse.Namespace, run: str) -> dict[str, Any]:
+    port = free_port()
+    proc = proc_factory(port)
+    try:
+        # enough pre-signed, unique deliveries for the whole run (signing is not measured)
+        total = int(args.max_rate * args.duration)
+        reqs = [request_bytes(payload(i, run), port) for i in range(total)]
+        warm = [request_bytes(payload(10**8 + i, run), port) for i in range(500)]
+        asyncio.run(load(port, warm, args.connections, 2))
+        res = asyncio.run(load(port, reqs, args.connections, args.duration))
+    finally:
+        stop(proc)
+    res["name"] = name
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--max-rate", type=int, default=12000, help="pre-generated deliveries per second")
+    ap.add_argument("--no-postgres", action="store_true")
+    args = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    tmp = Path(tempfile.mkdtemp(prefix="wagw-bench-"))
+    run = str(int(time.time()))
+    results = [run_case("bare ASGI (baseline)", lambda p: start_bare(p, tmp), args, run)]
+    results.append(
+        run_case(
+            "bridge sqlite (WAL, synchronous=FULL)",
+            lambda p: start_bridge(str(tmp / "bench.sqlite3"), p),
+            args,
+            run + "s",
+        )
+    )
+    pg = None
+    if not args.no_postgres:
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        try:
+            from conftest import PostgresServer, _pg_bindir
+
+            bindir = _pg_bindir()
+            if bindir is None:
+                print("PostgreSQL binaries not found: PostgreSQL case skipped")
+            else:
+                pg = PostgresServer(bindir)
+                pg.start(fsync=True)
+                results.append(
+                    run_case(
+                        "bridge postgresql (fsync on)",
+                        lambda p: start_bridge(pg.dsn(), p),
+                        args,
+                        run + "p",
+                    )
+                )
+        finally:
+            if pg is not None:
+                pg.stop()
+    bare = results[0]["rate"]
+    print(f"\n{'case':40} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}")
+    for r in results:
+        r["ratio_to_bare"] = r["rate"] / bare if bare else 0.0
+        print(
+            f"{r['name']:40} {r['rate']:12.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}"
+            f" {r['errors']:7d} {r['ratio_to_bare']:6.2f}"
+            + ("  (request pool exhausted: raise --max-rate)" if r["exhausted"] else "")
+        )
+    print(f"cores: {os.cpu_count()}, connections: {args.connections}, duration: {args.duration}s")
+    print("JSON " + json.dumps(results))
+    return 1 if any(r["errors"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""``wagw-bridge`` command line: serve, migrate, purge, export, erase, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import uvicorn
+
+from . import __version__
+from .config import ConfigError, Settings
+from .db import SCHEMA_VERSION, SQLITE, Database, DBError, Tx
+from .observability import InvalidNumber, Pseudonymizer, normalize_e164, setup_logging
+from .routing import RoutesError, RoutingTable
+from .service import Domain
+
+T = TypeVar("T")
+EXIT_CONFIG = 2
+EXIT_DB = 3
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(args.config)
+
+
+def _with_db(settings: Settings, fn: Callable[[Tx], T], need_schema: bool = True) -> T:
+    db = Database(settings.database, settings.sqlite_synchronous)
+    conn = db.connect()
+    try:
+        if need_schema:
+            version = db.schema_version(conn)
+            if version < SCHEMA_VERSION:
+                raise DBError(
+                    f"database schema version {version} < {SCHEMA_VERSION}: run 'wagw-bridge migrate'"
+                )
+        return db.run(conn, fn)
+    finally:
+        conn.close()
+
+
+def _subject(value: str) -> str:
+    try:
+        return normalize_e164(value)
+    except InvalidNumber as exc:
+        raise argparse.ArgumentTypeError(f"not an E.164 phone number: {value!r}") from exc
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    db = Database(settings.database, settings.sqlite_synchronous)
+    before, after = db.migrate(int(time.time()))
+    print(json.dumps({"schema_version_before": before, "schema_version": after}))
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    raw = s.retention_raw_days if args.raw_days is None else args.raw_days
+    call = s.retention_call_days if args.call_days is None else args.call_days
+    consent = s.retention_consent_days if args.consent_days is None else args.consent_days
+    domain = Domain(s, Pseudonymizer(b"unused-for-purge"))
+    counts = _with_db(s, lambda tx: domain.purge(tx, int(time.time()), raw, call, consent))
+    print(
+        json.dumps(
+            {
+                "retention_days": {"raw": raw, "call": call, "consent_after_revocation": consent},
+                "deleted": counts,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    s.require("pseudonym_key")
+    domain = Domain(s, Pseudonymizer(s.pseudonym_key.encoded()))
+    data = _with_db(s, lambda tx: domain.export(tx, args.subject, int(time.time())))
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    s.require("pseudonym_key")
+    domain = Domain(s, Pseudonymizer(s.pseudonym_key.encoded()))
+    counts = _with_db(s, lambda tx: domain.erase(tx, args.subject, int(time.time())))
+    print(json.dumps({"subject": "p:" + domain.pseudo.subject_hash(args.subject)[:16], **counts}))
+    return 0
+
+
+def doctor_checks(settings: Settings) -> list[tuple[str, str, str]]:
+    """(level, check, detail) with level ok/warn/fail. Never prints a secret."""
+    out: list[tuple[str, str, str]] = []
+    missing = settings.missing_secrets()
+    if missing:
+        out.append(("fail", "secrets", "missing: " + ", ".join(missing)))
+    else:
+        out.append(("ok", "secrets", "app secret, verify token, internal token, pseudonym key set"))
+        if len(settings.pseudonym_key.get()) < 16:
+            out.append(("fail", "pseudonym key", "shorter than 16 characters"))
+        if settings.verify_token == settings.internal_token:
+            out.append(("warn", "tokens", "verify token and internal token are identical"))
+    db = Database(settings.database, settings.sqlite_synchronous)
+    try:
+        conn = db.connect()
+    except DBError as exc:
+        out.append(("fail", "database", str(exc)))
+    else:
+        try:
+            conn.execute("SELECT 1").fetchone()
+            out.append(("ok", "database", f"{db.dialect.name} reachable"))
+            version = db.schema_version(conn)
+            if version == SCHEMA_VERSION:
+                out.append(("ok", "schema", f"version {version}"))
+            elif version < SCHEMA_VERSION:
+                out.append(
+                    ("fail", "schema", f"version {version}, expected {SCHEMA_VERSION}: run migrate")
+                )
+            else:
+                out.append(("fail", "schema", f"version {version} is newer than this code"))
+            if db.dialect is SQLITE:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                out.append(("ok" if mode == "wal" else "warn", "sqlite journal", str(mode)))
+                parent = Path(settings.database).resolve().parent
+                if not os.access(parent, os.W_OK):
+                    out.append(("fail", "sqlite directory", f"{parent} not writable"))
+        except Exception as exc:
+            out.append(("fail", "database", f"{type(exc).__name__}: {exc}"))
+        finally:
+            conn.close()
+    if settings.routes_file:
+        try:
+            table = RoutingTable.load(settings.routes_file, settings.timezone)
+            out.append(("ok", "routes", f"{len(table.routes)} number(s) in {settings.routes_file}"))
+        except RoutesError as exc:
+            out.append(("fail", "routes", str(exc)))
+    else:
+        out.append(
+            ("warn", "routes", "no routes file: /internal/route answers 404 for every number")
+        )
+    try:
+        RoutingTable.from_data({}, settings.timezone)
+        out.append(("ok", "timezone", settings.timezone))
+    except RoutesError as exc:
+        out.append(("fail", "timezone", str(exc)))
+    return out
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        checks = [("fail", "config", str(exc))]
+    else:
+        checks = [("ok", "config", "loaded"), *doctor_checks(settings)]
+    failed = any(level == "fail" for level, _, _ in checks)
+    if args.json:
+        print(json.dumps([{"level": lv, "check": c, "detail": d} for lv, c, d in checks], indent=2))
+    else:
+        for level, check, detail in checks:
+            print(f"{level.upper():4} {check}: {detail}")
+        print("doctor: " + ("problems found" if failed else "all checks passed"))
+    return 1 if failed else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    settings.require()
+    setup_logging(settings.log_level)
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uvloop.run(serve(settings))
+    except ImportError:
+        asyncio.run(serve(settings))
+    return 0
+
+
+@contextlib.contextmanager
+def _no_signals() -> Iterator[None]:
+    yield
+
+
+async def serve(
+    settings: Settings, ready: Callable[[list[uvicorn.Server]], None] | None = None
+) -> None:
+    """Run the public and the internal listener (one listener if both addresses are equal)."""
+    from .app import Runtime, create_app  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+            return _no_signals()
+
+    rt = Runtime(settings)
+    await rt.start()
+    listeners: list[tuple[str, tuple[str, int]]]
+    if settings.listen_addr == settings.internal_listen_addr:
+        listeners = [("combined", settings.listen_addr)]
+    else:
+        listeners = [("public", settings.listen_addr), ("internal", settings.internal_listen_addr)]
+    servers: list[uvicorn.Server] = []
+    for mode, (host, port) in listeners:
+        config = uvicorn.Config(
+            create_app(runtime=rt, mode=mode),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,  # would log query strings, i.e. phone numbers
+            server_header=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+        )
+        servers.append(Server(config))
+
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for srv in servers:
+            srv.should_exit = True
+
+    def reload_routes() -> None:
+        try:
+            rt.reload_routes()
+            logging.getLogger("wagw_bridge").info("routes reloaded")
+        except RoutesError as exc:
+            logging.getLogger("wagw_bridge").error(
+                "routes reload failed", extra={"error": str(exc)}
+            )
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        loop.add_signal_handler(signal.SIGINT, stop)
+        loop.add_signal_handler(signal.SIGHUP, reload_routes)
+    try:
+        tasks = [asyncio.create_task(srv.serve()) for srv in servers]
+        if ready is not None:
+            while not all(srv.started for srv in servers):
+                await asyncio.sleep(0.01)
+            ready(servers)
+        await asyncio.gather(*tasks)
+    finally:
+        await rt.stop()
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wagw-bridge", description=__doc__)
+    p.add_argument("--version", action="version", version=f"wagw-bridge {__version__}")
+    p.add_argument(
+        "--config",
+        help="YAML/JSON config file (default: $WAGW_BRIDGE_CONFIG); environment overrides it",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the public and internal HTTP listeners").set_defaults(
+        fn=cmd_serve
+    )
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
+        fn=cmd_migrate
+    )
+    pp = sub.add_parser("purge", help="delete data past its retention period, per data class")
+    pp.add_argument("--raw-days", type=int, help="raw webhook payloads and messages (default 7)")
+    pp.add_argument("--call-days", type=int, help="call records (default 90)")
+    pp.add_argument(
+        "--consent-days", type=int, help="consent proof after revocation (default 1095)"
+    )
+    pp.set_defaults(fn=cmd_purge)
+    pe = sub.add_parser("export", help="GDPR Art. 15: all data about a subject, JSON on stdout")
+    pe.add_argument("--subject", required=True, type=_subject, help="E.164 phone number")
+    pe.set_defaults(fn=cmd_export)
+    pr = sub.add_parser(
+        "erase", help="GDPR Art. 17: erase a subject (consent proof kept, pseudonymised)"
+    )
+    pr.add_argument("--subject", required=True, type=_subject, help="E.164 phone number")
+    pr.set_defaults(fn=cmd_erase)
+    pd = sub.add_parser("doctor", help="check configuration, database, schema and secrets")
+    pd.add_argument("--json", action="store_true", help="machine-readable report")
+    pd.set_defaults(fn=cmd_doctor)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    fn: Callable[[argparse.Namespace], int] = args.fn
+    try:
+        return fn(args)
+    except ConfigError as exc:
+        print(f"wagw-bridge: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (DBError, RoutesError) as exc:
+        print(f"wagw-bridge: {exc}", file=sys.stderr)
+        return EXIT_DB
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

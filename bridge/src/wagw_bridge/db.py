@@ -1,0 +1,411 @@
+"""Storage: one code path for SQLite (default) and PostgreSQL.
+
+All SQL is written once with ``?`` placeholders and portable types; :class:`Dialect` rewrites
+placeholders for psycopg and supplies the few DDL fragments that differ. Both engines support
+``INSERT ... ON CONFLICT DO NOTHING``, which gives exactly-once storage of webhook events.
+
+Writes go through :class:`GroupCommitWriter`: one writer thread owns one connection; concurrent
+requests queue their work and each batch runs in a single transaction, after whose COMMIT every
+waiting request is answered. Reads use per-thread connections (SQLite WAL lets readers run
+beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger("wagw_bridge.db")
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+
+
+class DBError(Exception):
+    """Storage failure (connection, SQL)."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    placeholder: str
+    id_pk: str
+    bigint: str
+
+    def sql(self, text: str) -> str:
+        if self.placeholder == "?":
+            return text
+        return text.replace("%", "%%").replace("?", self.placeholder)
+
+
+SQLITE = Dialect("sqlite", "?", "INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER")
+POSTGRES = Dialect("postgresql", "%s", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT")
+
+# Schema v1. Times are integer Unix seconds (UTC) in both engines.
+# data_class drives retention: 'raw' (payload-level data, default 7 d), 'call' (call records,
+# default 90 d); consent proof lives in consent_ledger / call_permission.
+SCHEMA_V1 = [
+    """CREATE TABLE IF NOT EXISTS schema_version (
+        version {bigint} NOT NULL,
+        applied_at {bigint} NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS raw_payload (
+        id TEXT PRIMARY KEY,
+        received_at {bigint} NOT NULL,
+        body TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS event (
+        id {id_pk},
+        dedupe_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        data_class TEXT NOT NULL,
+        subject_hash TEXT,
+        business_number TEXT,
+        ref_id TEXT,
+        status TEXT,
+        direction TEXT,
+        occurred_at {bigint} NOT NULL,
+        received_at {bigint} NOT NULL,
+        payload_id TEXT,
+        data TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS event_subject ON event (subject_hash)",
+    "CREATE INDEX IF NOT EXISTS event_class_time ON event (data_class, received_at)",
+    """CREATE TABLE IF NOT EXISTS consent_ledger (
+        id {id_pk},
+        subject_hash TEXT NOT NULL,
+        subject TEXT,
+        action TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        wording_version TEXT NOT NULL,
+        source_event TEXT NOT NULL,
+        occurred_at {bigint} NOT NULL,
+        recorded_at {bigint} NOT NULL,
+        evidence TEXT,
+        UNIQUE (source_event, action, purpose)
+    )""",
+    "CREATE INDEX IF NOT EXISTS consent_subject ON consent_ledger (subject_hash, purpose)",
+    """CREATE TABLE IF NOT EXISTS call_permission (
+        id {id_pk},
+        subject_hash TEXT NOT NULL,
+        subject TEXT,
+        business_number TEXT,
+        response TEXT NOT NULL,
+        is_permanent INTEGER NOT NULL,
+        expires_at {bigint},
+        response_source TEXT,
+        channel TEXT NOT NULL,
+        source_event TEXT NOT NULL UNIQUE,
+        occurred_at {bigint} NOT NULL,
+        recorded_at {bigint} NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS call_permission_subject ON call_permission (subject_hash)",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id {id_pk},
+        subject_hash TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL,
+        source_event TEXT NOT NULL,
+        created_at {bigint} NOT NULL,
+        sent_at {bigint},
+        UNIQUE (source_event, kind)
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject_hash)",
+]
+MIGRATIONS: dict[int, list[str]] = {1: SCHEMA_V1}
+
+
+class Tx:
+    """A connection inside a transaction, with dialect-neutral execute()."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        cur: Cursor = self.conn.execute(self.dialect.sql(sql), tuple(params))
+        return cur
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.execute(sql, params).fetchall()
+
+    def insert_ignore(self, table: str, row: dict[str, Any]) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING; True if the row was new."""
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cur = self.execute(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+            list(row.values()),
+        )
+        return cur.rowcount == 1
+
+
+@dataclass
+class Database:
+    """Connection factory plus schema management for one DSN/path."""
+
+    target: str
+    sqlite_synchronous: str = "FULL"
+    _conns: list[Any] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def dialect(self) -> Dialect:
+        if self.target.startswith(("postgresql://", "postgres://")):
+            return POSTGRES
+        return SQLITE
+
+    def connect(self) -> Any:
+        try:
+            if self.dialect is POSTGRES:
+                import psycopg  # noqa: PLC0415  (optional dependency)
+
+                conn: Any = psycopg.connect(self.target, autocommit=True, connect_timeout=10)
+            else:
+                if self.target != ":memory:":
+                    Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.target, isolation_level=None, check_same_thread=False, timeout=30
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.sqlite_synchronous.upper()}")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA busy_timeout=30000")
+        except ImportError as exc:
+            raise DBError(
+                "PostgreSQL DSN configured but psycopg is not installed "
+                "(pip install 'wagw-bridge[postgres]')"
+            ) from exc
+        except Exception as exc:
+            raise DBError(f"cannot open database: {type(exc).__name__}: {exc}") from exc
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # noqa: S112
+                continue
+
+    # -- transactions -------------------------------------------------------
+    def begin(self, conn: Any) -> Tx:
+        if self.dialect is SQLITE:
+            conn.execute("BEGIN IMMEDIATE")
+        else:
+            conn.execute("BEGIN")
+        return Tx(conn, self.dialect)
+
+    def run(self, conn: Any, fn: Callable[[Tx], T]) -> T:
+        """Run fn in one transaction on conn; commit, or roll back and re-raise."""
+        tx = self.begin(conn)
+        try:
+            result = fn(tx)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    # -- schema -------------------------------------------------------------
+    def schema_version(self, conn: Any) -> int:
+        tx = Tx(conn, self.dialect)
+        try:
+            row = tx.one("SELECT MAX(version) FROM schema_version")
+        except Exception:
+            return 0
+        return int(row[0] or 0)
+
+    @staticmethod
+    def schema_version_tx(tx: Tx) -> int:
+        row = tx.one("SELECT MAX(version) FROM schema_version")
+        return int(row[0] or 0)
+
+    def migrate(self, now: int) -> tuple[int, int]:
+        """Create/upgrade the schema. Returns (version before, version after)."""
+        conn = self.connect()
+        try:
+            before = self.schema_version(conn)
+
+            def apply(tx: Tx) -> None:
+                for version in sorted(MIGRATIONS):
+                    if version <= before:
+                        continue
+                    for stmt in MIGRATIONS[version]:
+                        tx.execute(
+                            stmt.format(id_pk=self.dialect.id_pk, bigint=self.dialect.bigint)
+                        )
+                    tx.execute(
+                        "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                        (version, now),
+                    )
+
+            if before < SCHEMA_VERSION:
+                self.run(conn, apply)
+            return before, self.schema_version(conn)
+        finally:
+            conn.close()
+
+
+class GroupCommitWriter:
+    """Batch concurrent write work items into one transaction per batch.
+
+    Each ``submit(fn)`` returns once the transaction that ran ``fn`` has committed, so a caller
+    that answers HTTP 200 after ``await submit(...)`` has durable data behind its answer.
+    If a batch fails, its items are retried one transaction each, so one bad item fails alone.
+    """
+
+    def __init__(self, db: Database, batch_max: int = 512) -> None:
+        self.db = db
+        self.batch_max = batch_max
+        self._queue: asyncio.Queue[tuple[Callable[[Tx], Any], asyncio.Future[Any]] | None] = (
+            asyncio.Queue()
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wagw-writer")
+        self._conn: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.on_batch: Callable[[int], None] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, self.db.connect)
+        self._task = asyncio.create_task(self._loop(), name="wagw-group-commit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, fn: Callable[[Tx], T]) -> T:
+        if self._task is None:
+            raise DBError("writer is not running")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((fn, fut))
+        return await fut
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self._commit_batch, [fn for fn, _ in batch]
+                )
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, fut), res in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
+            if stop:
+                return
+
+    def _reconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        self._conn = self.db.connect()
+
+    def _commit_batch(self, fns: Iterable[Callable[[Tx], Any]]) -> list[Any]:
+        fns = list(fns)
+        try:
+            return self.db.run(self._conn, lambda tx: [fn(tx) for fn in fns])
+        except Exception as exc:
+            log.warning("batch of %d failed, retrying one by one: %s", len(fns), exc)
+            if _connection_broken(self._conn):
+                try:
+                    self._reconnect()
+                except DBError as exc2:
+                    return [exc2] * len(fns)
+        results: list[Any] = []
+        for fn in fns:
+            try:
+                results.append(self.db.run(self._conn, fn))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+
+def _connection_broken(conn: Any) -> bool:
+    closed = getattr(conn, "closed", False)
+    return bool(closed)
+
+
+class Reader:
+    """Per-thread read connections, used from asyncio via to_thread."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._local = threading.local()
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or _connection_broken(conn):
+            conn = self.db.connect()
+            self._local.conn = conn
+        return conn
+
+    def run(self, fn: Callable[[Tx], T]) -> T:
+        conn = self._conn()
+        try:
+            # One read transaction: multi-statement look-ups see one consistent snapshot.
+            conn.execute("BEGIN")
+            try:
+                result = fn(Tx(conn, self.db.dialect))
+            finally:
+                conn.execute("COMMIT")
+            return result
+        except Exception:
+            self._local.conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+
+    async def arun(self, fn: Callable[[Tx], T]) -> T:
+        return await asyncio.to_thread(self.run, fn)

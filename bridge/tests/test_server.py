@@ -1,0 +1,106 @@
+"""The real thing: `wagw-bridge serve` (uvicorn) on loopback ports, signed webhook over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import (
+    APP_SECRET,
+    INTERNAL_TOKEN,
+    PSEUDONYM_KEY,
+    USER,
+    VERIFY_TOKEN,
+    call_permission_reply,
+    free_port,
+    sign,
+    text_message,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early: {proc.communicate()[1]!r}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not come up")
+
+
+def test_serve_over_http(settings, tmp_path: Path) -> None:
+    public, internal = free_port(), free_port()
+    env = {
+        **os.environ,
+        "WAGW_BRIDGE_APP_SECRET": APP_SECRET,
+        "WAGW_BRIDGE_VERIFY_TOKEN": VERIFY_TOKEN,
+        "WAGW_BRIDGE_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "WAGW_BRIDGE_PSEUDONYM_KEY": PSEUDONYM_KEY,
+        "WAGW_BRIDGE_DATABASE": settings.database,
+        "WAGW_BRIDGE_ROUTES_FILE": settings.routes_file,
+        "WAGW_BRIDGE_LISTEN": f"127.0.0.1:{public}",
+        "WAGW_BRIDGE_INTERNAL_LISTEN": f"127.0.0.1:{internal}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wagw_bridge.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{public}/healthz", proc)
+        _wait(f"http://127.0.0.1:{internal}/healthz", proc)
+        base, ibase = f"http://127.0.0.1:{public}", f"http://127.0.0.1:{internal}"
+        now = int(time.time())
+        with httpx.Client(base_url=base) as c:
+            for payload in (
+                text_message("START", ts=now),
+                text_message("JA", ts=now + 1),
+                call_permission_reply("accept", ts=now + 2, expires=now + 3600),
+            ):
+                body = json.dumps(payload).encode()
+                r = c.post(
+                    "/webhook",
+                    content=body,
+                    headers={"X-Hub-Signature-256": sign(body), "Content-Type": "application/json"},
+                )
+                assert r.status_code == 200, r.text
+                assert r.json()["stored"] == 1
+            bad = c.post("/webhook", content=body, headers={"X-Hub-Signature-256": sign(b"x")})
+            assert bad.status_code == 401
+            # the internal API is not served on the public listener
+            assert c.get("/internal/consent", params={"subject": "+" + USER}).status_code == 404
+            assert c.get("/metrics").status_code == 404
+        auth = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+        with httpx.Client(base_url=ibase, headers=auth) as c:
+            r = c.get("/internal/consent", params={"subject": "+" + USER, "format": "text"})
+            assert r.text == "allow"
+            assert c.post("/webhook", content=b"{}").status_code == 404
+            assert "wagw_webhook_deliveries_total" in c.get("/metrics").text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    # logs are JSON lines and carry no phone number in clear
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert any(line.get("msg") == "consent ledger" for line in lines)
+    assert USER not in err
+    assert APP_SECRET not in err
