@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEMO_CONTAINER := wagw-demo
 MOLECULE_CONTAINER := wagw-molecule-aio
 
-.PHONY: setup image demo demo-destroy test lint unit molecule bench clean
+.PHONY: setup image demo demo-destroy test lint unit bridge-test molecule bench clean
 
 setup: ## Debian packages, podman configuration and the pinned Python venv
 	@scripts/setup-host.sh
@@ -25,7 +25,7 @@ demo: image ## provision the all-in-one demo gateway into a local systemd contai
 demo-destroy: ## remove the demo container
 	@scripts/container.sh rm $(DEMO_CONTAINER)
 
-test: lint unit molecule ## every test: linters, unit tests, then Molecule (create, converge, idempotence, verify)
+test: lint unit bridge-test molecule ## every test: linters, unit tests, the bridge's tests, then Molecule
 
 lint: setup
 	$(BIN)/yamllint --strict .
@@ -34,6 +34,11 @@ lint: setup
 
 unit: setup ## pytest: filters and the client-inventory schema
 	$(BIN)/pytest
+
+bridge-test: setup ## the webhook bridge: ruff, mypy, pytest (SQLite and a real PostgreSQL), schemathesis
+	cd bridge && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+	cd bridge && WAGW_REQUIRE_POSTGRES=1 .venv/bin/pytest
+	@echo "bridge-test: ruff, mypy and pytest passed"
 
 molecule: image
 	@scripts/container.sh rm $(MOLECULE_CONTAINER)

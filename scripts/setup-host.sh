@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins make python3-venv)
+# postgresql: the bridge's tests start a real server of their own (initdb, pg_ctl).
+packages=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins make python3-venv postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -39,5 +40,16 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+# The webhook bridge has its own venv (its own pins, e.g. pytest for schemathesis), rebuilt
+# only when bridge/pyproject.toml changes.
+stamp=bridge/.venv/.pyproject.sha256
+want=$(sha256sum bridge/pyproject.toml | cut -d' ' -f1)
+if [ ! -x bridge/.venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  python3 -m venv bridge/.venv
+  bridge/.venv/bin/pip install -q --upgrade pip
+  bridge/.venv/bin/pip install -q -e 'bridge[test]'
   echo "$want" > "$stamp"
 fi

@@ -39,7 +39,7 @@ ENV = {
     "WAGW_BRIDGE_LOG_LEVEL": "WARNING",
 }
 
-BARE_APP = '''
+BARE_APP = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
@@ -51,7 +51,7 @@ async def app(scope, receive, send):
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", b"15")]})
     await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
-'''
+"""
 
 
 def free_port() -> int:
@@ -115,7 +115,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def load(port: int, requests: list[bytes], connections: int, duration: float) -> dict[str, Any]:
+async def load(
+    port: int, requests: list[bytes], connections: int, duration: float
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     idx = 0
@@ -175,7 +177,10 @@ def start_bridge(database: str, port: int) -> subprocess.Popen:
         "WAGW_BRIDGE_INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wagw_bridge.cli", "serve"], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "wagw_bridge.cli", "serve"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     wait_port(port, proc)
     return proc
@@ -223,7 +228,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--max-rate", type=int, default=12000, help="pre-generated deliveries per second")
+    ap.add_argument(
+        "--max-rate", type=int, default=12000, help="pre-generated deliveries per second"
+    )
     ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
     try:
@@ -267,7 +274,9 @@ def main() -> int:
             if pg is not None:
                 pg.stop()
     bare = results[0]["rate"]
-    print(f"\n{'case':40} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}")
+    print(
+        f"\n{'case':40} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}"
+    )
     for r in results:
         r["ratio_to_bare"] = r["rate"] / bare if bare else 0.0
         print(

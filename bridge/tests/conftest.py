@@ -283,6 +283,8 @@ class PostgresServer:
 def postgres() -> Iterator[PostgresServer]:
     bindir = _pg_bindir()
     if bindir is None:
+        if os.environ.get("WAGW_REQUIRE_POSTGRES") == "1":
+            pytest.fail("WAGW_REQUIRE_POSTGRES=1 but no PostgreSQL binaries (initdb, pg_ctl) found")
         pytest.skip(
             "PostgreSQL binaries (initdb, pg_ctl) not found: PostgreSQL-backed tests SKIPPED "
             "(install the Debian package 'postgresql')"
