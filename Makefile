@@ -46,8 +46,9 @@ molecule: image
 	  $(BIN)/molecule test -s default || rc=$$?; \
 	  scripts/container.sh rm $(MOLECULE_CONTAINER); exit $$rc
 
-bench: image ## converge timing against a plain apt-get install (benchmarks/)
+bench: image ## converge timing against a plain apt-get install; webhook load against a bare endpoint
 	benchmarks/converge.sh
+	benchmarks/webhook.sh
 
 clean: demo-destroy
 	@scripts/container.sh rm $(MOLECULE_CONTAINER)

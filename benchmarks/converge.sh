@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 base=wagw-bench-baseline gw=wagw-bench-converge
 work=$(mktemp -d)
-cleanup() { scripts/container.sh rm "$base"; scripts/container.sh rm "$gw"; rm -rf "$work"; }
-trap cleanup EXIT
-cleanup 2>/dev/null || true
+rm_containers() { scripts/container.sh rm "$base"; scripts/container.sh rm "$gw"; }
+trap 'rm_containers; rm -rf "$work"' EXIT
+rm_containers 2>/dev/null || true
 
 # The packages the roles install, read from the roles' own defaults.
 packages=$(python3 - <<'PY'
