@@ -34,7 +34,19 @@ podman exec -e DEBIAN_FRONTEND=noninteractive "$base" bash -c \
 t1=$(now)
 scripts/container.sh rm "$base"
 
+# The playbook reaches the host over SSH with pipelining, as it reaches real hosts: podman
+# exec costs several processes per task and would measure the harness, not the playbook.
+# sshd is installed before the clock starts; the apt lists are dropped again so that the
+# converge pays for its own `apt-get update` like the baseline did (an old mtime on the
+# empty lists directory, or apt's cache_valid_time would call them fresh).
 scripts/container.sh start "$gw" >/dev/null
+ssh-keygen -q -t ed25519 -N '' -f "$work/id"
+podman exec -e DEBIAN_FRONTEND=noninteractive "$gw" bash -c \
+  "apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server >/dev/null \
+   && rm -rf /var/lib/apt/lists/* && touch -d @0 /var/lib/apt/lists && install -d -m 700 /root/.ssh" >"$work/sshd.log" 2>&1
+podman cp "$work/id.pub" "$gw:/root/.ssh/authorized_keys"
+podman exec "$gw" chown root:root /root/.ssh/authorized_keys
+ip=$(podman inspect -f '{{.NetworkSettings.IPAddress}}' "$gw")
 cat >"$work/hosts.yml" <<INV
 all:
   children:
@@ -44,18 +56,24 @@ all:
         media: {hosts: {$gw: }}
   hosts:
     $gw:
-      ansible_connection: containers.podman.podman
+      ansible_host: $ip
+      ansible_user: root
+      ansible_ssh_private_key_file: $work/id
+      ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
       ansible_python_interpreter: /usr/bin/python3
       wagw_internal_address: 127.0.0.1
 INV
 ln -s "$PWD/inventories/example/group_vars" "$work/group_vars"
 export WAGW_SECRETS_DIR="$work/secrets"
 t2=$(now)
-ansible-playbook -i "$work/hosts.yml" playbooks/site.yml >"$work/converge.log" 2>&1
+run() { ansible-playbook -i "$work/hosts.yml" playbooks/site.yml >"$work/$1.log" 2>&1 || { tail -40 "$work/$1.log"; exit 1; }; }
+run converge
 t3=$(now)
-ansible-playbook -i "$work/hosts.yml" playbooks/site.yml >"$work/rerun.log" 2>&1
+run rerun
 t4=$(now)
 changed=$(grep -Eo 'changed=[0-9]+' "$work/rerun.log" | tail -1 | cut -d= -f2)
+echo "slowest tasks of the re-run (profile_tasks):"
+sed -n '/^TASKS RECAP/,$p' "$work/rerun.log" | grep -E ' -{3,} +[0-9.]+s$' | head -8
 
 python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$changed" <<'PY'
 import sys
@@ -64,4 +82,5 @@ baseline, converge, rerun = t1 - t0, t3 - t2, t4 - t3
 print(f"baseline plain apt-get install : {baseline:7.1f} s")
 print(f"converge (first run)           : {converge:7.1f} s   ratio to baseline {converge / baseline:.2f}x (target <= 1.5x)")
 print(f"idempotent re-run              : {rerun:7.1f} s   changed={changed} (target < 30 s, 0 changed)")
+print("(playbook over SSH with pipelining; baseline and converge start from the same image)")
 PY
