@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 DEMO_CONTAINER := wagw-demo
-MOLECULE_CONTAINER := wagw-molecule-aio
 
 .PHONY: setup image demo demo-destroy test lint unit bridge-test molecule bench clean
 
@@ -40,15 +39,21 @@ bridge-test: setup ## the webhook bridge: ruff, mypy, pytest (SQLite and a real 
 	cd bridge && WAGW_REQUIRE_POSTGRES=1 .venv/bin/pytest
 	@echo "bridge-test: ruff, mypy and pytest passed"
 
+# One Molecule scenario after the other (2 cores): default = the all-in-one gateway with real
+# calls and the webhook bridge; tls = ACME against Pebble, renewal, dns-01 on moto, testssl.
+MOLECULE_SCENARIOS := default:wagw-molecule-aio tls:wagw-molecule-tls
 molecule: image
-	@scripts/container.sh rm $(MOLECULE_CONTAINER)
-	rc=0; WAGW_CGROUP_VOLUME=$$(scripts/container.sh cgroup-volume $(MOLECULE_CONTAINER)) \
-	  $(BIN)/molecule test -s default || rc=$$?; \
-	  scripts/container.sh rm $(MOLECULE_CONTAINER); exit $$rc
+	rc=0; for pair in $(MOLECULE_SCENARIOS); do \
+	  scenario=$${pair%%:*} container=$${pair#*:}; \
+	  scripts/container.sh rm $$container; \
+	  WAGW_CGROUP_VOLUME=$$(scripts/container.sh cgroup-volume $$container) \
+	    $(BIN)/molecule test -s $$scenario || rc=$$?; \
+	  scripts/container.sh rm $$container; \
+	done; exit $$rc
 
 bench: image ## converge timing against a plain apt-get install; webhook load against a bare endpoint
 	benchmarks/converge.sh
 	benchmarks/webhook.sh
 
 clean: demo-destroy
-	@scripts/container.sh rm $(MOLECULE_CONTAINER)
+	@for pair in $(MOLECULE_SCENARIOS); do scripts/container.sh rm $${pair#*:}; done
