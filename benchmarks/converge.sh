@@ -19,7 +19,7 @@ packages=$(python3 - <<'PY'
 import yaml
 pk = []
 for role, key in [("common", "common_packages"), ("kamailio", "kamailio_packages"),
-                  ("asterisk", "asterisk_packages")]:
+                  ("asterisk", "asterisk_packages"), ("webhook_bridge", "webhook_bridge_packages")]:
     pk += yaml.safe_load(open(f"roles/{role}/defaults/main.yml"))[key]
 pk.append("python3-cryptography")  # tls role
 print(" ".join(dict.fromkeys(pk)))
@@ -27,10 +27,24 @@ PY
 )
 
 now() { date +%s.%N; }
+# Where the machine reaches PyPI through a TLS-intercepting proxy, containers must trust its CA
+# (the bridge is pip-installed); done before any clock starts.
+trust_local_cas() {
+  local ca
+  for ca in /usr/local/share/ca-certificates/*.crt; do
+    [ -e "$ca" ] && podman cp "$ca" "$1:/usr/local/share/ca-certificates/"
+  done
+  podman exec "$1" update-ca-certificates >/dev/null 2>&1 || true
+}
 scripts/container.sh start "$base" >/dev/null
+trust_local_cas "$base"
+tar -C bridge -cf - pyproject.toml README.md src | podman exec -i "$base" bash -c "mkdir -p /tmp/bridge && tar -C /tmp/bridge -xf -"
+# The floor: the same Debian packages in one apt transaction, and the bridge with its pinned
+# dependencies in a venv.
 t0=$(now)
 podman exec -e DEBIAN_FRONTEND=noninteractive "$base" bash -c \
-  "apt-get update -qq && apt-get install -y -qq --no-install-recommends $packages" >"$work/baseline.log" 2>&1
+  "apt-get update -qq && apt-get install -y -qq --no-install-recommends $packages \
+   && python3 -m venv /opt/floor && /opt/floor/bin/pip install -q /tmp/bridge" >"$work/baseline.log" 2>&1
 t1=$(now)
 scripts/container.sh rm "$base"
 
@@ -40,6 +54,7 @@ scripts/container.sh rm "$base"
 # converge pays for its own `apt-get update` like the baseline did (an old mtime on the
 # empty lists directory, or apt's cache_valid_time would call them fresh).
 scripts/container.sh start "$gw" >/dev/null
+trust_local_cas "$gw"
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 podman exec -e DEBIAN_FRONTEND=noninteractive "$gw" bash -c \
   "apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server >/dev/null \
