@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from . import openapi
 from .config import Settings
@@ -36,8 +37,8 @@ from .routing import RoutesError, RoutingTable
 from .service import Domain, MessageSender
 
 log = logging.getLogger("wagw_bridge")
-SIG_PREFIX = "sha256="
-HEX = frozenset("0123456789abcdefABCDEF")
+SIG_PREFIX = b"sha256="
+HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class Runtime:
@@ -150,44 +151,89 @@ async def webhook_get(request: Request) -> Response:
     return _text(challenge or "")
 
 
-async def webhook_post(request: Request) -> Response:
-    rt = _rt(request)
-    t0 = time.perf_counter()
-    try:
-        return await _webhook_post(request, rt)
-    finally:
-        rt.metrics.observe(time.perf_counter() - t0)
+class WebhookPost:
+    """``POST /webhook`` as a plain ASGI callable, ahead of Starlette's router.
+
+    This is the one hot path of the service. Profiling at 2,000 deliveries/s showed the event
+    loop thread saturated and about half of its time in Starlette's middleware, routing and
+    Request/Response objects; raw ASGI does the same work with none of that.
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt = self.rt
+        t0 = time.perf_counter()
+        try:
+            status, data = await _webhook_post(rt, scope["headers"], receive)
+        except _Disconnected:
+            return
+        except Exception:
+            log.exception("webhook handler failed")
+            status, data = 500, {"error": "internal error"}
+        finally:
+            rt.metrics.observe(time.perf_counter() - t0)
+        body = json.dumps(data, separators=(",", ":")).encode("utf-8")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
-def _reject(rt: Runtime, status: int, reason: str, message: str) -> Response:
+class _Disconnected(Exception):
+    """The client went away before the body was complete: nothing to answer."""
+
+
+def _reject(rt: Runtime, status: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
     rt.metrics.inc("wagw_webhook_rejected_total", reason=reason)
     log.warning("webhook rejected", extra={"reason": reason, "status": status})
-    return _error(status, message)
+    return status, {"error": message}
 
 
-async def _webhook_post(request: Request, rt: Runtime) -> Response:
+async def _webhook_post(
+    rt: Runtime, headers: list[tuple[bytes, bytes]], receive: Receive
+) -> tuple[int, dict[str, Any]]:
     limit = rt.settings.max_body_bytes
-    length = request.headers.get("content-length")
+    length: bytes | None = None
+    sig: bytes | None = None
+    for name, value in headers:
+        if name == b"content-length":
+            length = value
+        elif name == b"x-hub-signature-256":
+            sig = value
     if length is not None:
         if not length.isdigit():
             return _reject(rt, 400, "bad_length", "invalid Content-Length")
         if int(length) > limit:
             return _reject(rt, 413, "too_large", "body too large")
-    sig = request.headers.get("x-hub-signature-256")
     if sig is None:
         return _reject(rt, 401, "signature_missing", "missing X-Hub-Signature-256")
-    given = sig[len(SIG_PREFIX) :] if sig.startswith(SIG_PREFIX) else ""
+    given = sig[len(SIG_PREFIX) :] if sig.startswith(SIG_PREFIX) else b""
     if len(given) != 64 or not HEX.issuperset(given):
         return _reject(rt, 401, "signature_malformed", "malformed X-Hub-Signature-256")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = msg.get("body", b"")
         size += len(chunk)
         if size > limit:
             return _reject(rt, 413, "too_large", "body too large")
         chunks.append(chunk)
+        more = msg.get("more_body", False)
     body = b"".join(chunks)
-    if not rt.signature_ok(body, given):
+    if not rt.signature_ok(body, given.decode("ascii")):
         return _reject(rt, 401, "signature_mismatch", "signature does not match")
     # Only now, with an authentic body, is anything parsed.
     try:
@@ -205,16 +251,19 @@ async def _webhook_post(request: Request, rt: Runtime) -> Response:
     except Exception as exc:
         rt.metrics.inc("wagw_webhook_rejected_total", reason="storage")
         log.error("storing webhook failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return _error(503, "storage unavailable")
+        return 503, {"error": "storage unavailable"}
     m = rt.metrics
     m.inc("wagw_webhook_deliveries_total", result="stored" if res.stored else "duplicate")
     for kind, new in res.kinds:
         m.inc("wagw_webhook_events_total", kind=kind, outcome="stored" if new else "duplicate")
     for action, pseudo in res.ledger:
         log.info("consent ledger", extra={"action": action, "subject": "p:" + pseudo})
-    return _json(
-        {"status": "ok", "events": res.events, "stored": res.stored, "duplicates": res.duplicates}
-    )
+    return 200, {
+        "status": "ok",
+        "events": res.events,
+        "stored": res.stored,
+        "duplicates": res.duplicates,
+    }
 
 
 # ------------------------------------------------------------------------ internal
@@ -308,6 +357,23 @@ async def metrics(request: Request) -> Response:
     return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+class BridgeApp(Starlette):
+    """Starlette, with ``POST /webhook`` answered before the middleware stack (see WebhookPost)."""
+
+    webhook_post: WebhookPost | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.webhook_post is not None
+            and scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == "/webhook"
+        ):
+            await self.webhook_post(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -334,7 +400,6 @@ def create_app(
     routes = [Route("/healthz", healthz), Route("/openapi.json", openapi_json)]
     if mode in ("public", "combined"):
         routes.append(Route("/webhook", webhook_get, methods=["GET"]))
-        routes.append(Route("/webhook", webhook_post, methods=["POST"]))
     if mode in ("internal", "combined"):
         routes.append(Route("/internal/route", internal_route, methods=["GET"]))
         routes.append(Route("/internal/consent", internal_consent, methods=["GET"]))
@@ -350,7 +415,9 @@ def create_app(
             if owned is not None:
                 await owned.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = BridgeApp(routes=routes, lifespan=lifespan)
+    if mode in ("public", "combined"):
+        app.webhook_post = WebhookPost(rt)
     app.state.runtime = rt
     return app
 

@@ -221,6 +221,7 @@ async def serve(
             log_config=None,
             access_log=False,  # would log query strings, i.e. phone numbers
             server_header=False,
+            proxy_headers=False,  # client addresses are never used or logged
             lifespan="off",
             timeout_graceful_shutdown=10,
         )
