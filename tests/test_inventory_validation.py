@@ -56,3 +56,47 @@ def test_route_for_undeclared_number_is_refused(example_inventory: Path, tmp_pat
     result = run_validate(example_inventory, tmp_path)
     assert result.returncode != 0
     assert "+4930555000999 is not one of wagw_whatsapp.numbers" in result.stdout
+
+
+def test_acme_without_its_settings_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "tls.yml", lambda d: d["wagw_tls"].update(mode="acme"))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "wagw_tls.mode acme needs wagw_tls.acme" in result.stdout
+
+
+def test_dns01_without_route53_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(
+        example_inventory,
+        "tls.yml",
+        lambda d: d["wagw_tls"].update(mode="acme", acme={"challenge": "dns-01", "email": "a@b.example"}),
+    )
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "wagw_tls.acme.route53 for dns-01" in result.stdout
+
+
+def test_dns01_with_route53_passes(example_inventory: Path, tmp_path: Path) -> None:
+    edit(
+        example_inventory,
+        "tls.yml",
+        lambda d: d["wagw_tls"].update(
+            mode="acme", acme={"challenge": "dns-01", "route53": {"zone": "beispiel-sanitaer.example"}}
+        ),
+    )
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
+def test_provided_without_files_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "tls.yml", lambda d: d["wagw_tls"].update(mode="provided"))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "wagw_tls.mode provided needs wagw_tls.provided" in result.stdout
+
+
+def test_tls_domain_that_is_no_dns_name_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "tls.yml", lambda d: d["wagw_tls"].update(domains=["sip example"]))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "must be DNS names" in result.stdout

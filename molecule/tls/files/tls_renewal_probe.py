@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""Keep a SIP-over-TLS connection to the edge open across a forced renewal.
+"""Keep a SIP-over-TLS connection and an HTTPS request open across a forced renewal.
 
-Connects from 127.0.0.10 (an allow-listed "Meta" source) to the TLS listener, sends an
-OPTIONS, forces a renewal by running the renewal timer's service, sends a second OPTIONS on
-the SAME connection, then opens a new connection. Prints a JSON report: the status lines,
-the serial seen on the old and on the new connection, Kamailio's main PID before and after,
-and the renewal time.
+Connects from 127.0.0.10 (an allow-listed "Meta" source) to the SIP TLS listener, sends an
+OPTIONS, and starts a webhook POST through nginx (443) whose body is only half sent. Then it
+forces a renewal by running the renewal timer's service, sends a second OPTIONS on the SAME
+SIP connection, completes the POST on its connection and reads the answer, then opens new
+connections to both. Prints a JSON report: status lines, the serials seen on old and new
+connections, the main PIDs of Kamailio and nginx before and after, and the renewal time.
 """
 import json
 import pathlib
@@ -17,14 +18,36 @@ import time
 
 from cryptography import x509
 
-host, port, ca_file, force_file = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+host, port, ca_file, force_file, web_host = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 context = ssl.create_default_context(cafile=ca_file)
+BODY = b'{"object":"whatsapp_business_account","entry":[]}'
 
 
-def connect():
-    raw = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.10", 0), timeout=10)
-    conn = context.wrap_socket(raw, server_hostname=host)
+def connect(server_name=host, to_port=port):
+    raw = socket.create_connection(("127.0.0.1", to_port), source_address=("127.0.0.10", 0), timeout=10)
+    conn = context.wrap_socket(raw, server_hostname=server_name)
     return conn, f"{x509.load_der_x509_certificate(conn.getpeercert(binary_form=True)).serial_number:x}"
+
+
+def start_post(conn):
+    """Headers and half the body of an (unsigned) webhook delivery; nginx waits for the rest."""
+    conn.sendall((
+        f"POST /webhook HTTP/1.1\r\nHost: {web_host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(BODY)}\r\nConnection: close\r\n\r\n").encode() + BODY[:10])
+
+
+def finish_post(conn):
+    try:
+        conn.sendall(BODY[10:])
+        data = b""
+        while b"\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return "connection closed"
+            data += chunk
+    except OSError as exc:
+        return f"connection failed: {exc}"
+    return data.split(b"\r\n", 1)[0].decode()
 
 
 def options(conn, seq):
@@ -47,21 +70,26 @@ def options(conn, seq):
     return data.split(b"\r\n", 1)[0].decode()
 
 
-def main_pid():
-    return subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "kamailio"],
+def main_pid(unit):
+    return subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-report = {"pid_before": main_pid()}
+report = {"pid_before": main_pid("kamailio"), "nginx_pid_before": main_pid("nginx")}
 old, report["serial_old_connection"] = connect()
 report["options_before"] = options(old, 1)
+web_old, report["web_serial_old_connection"] = connect(web_host, 443)
+start_post(web_old)
 pathlib.Path(force_file).touch()
 start = time.monotonic()
 renew = subprocess.run(["systemctl", "start", "wagw-tls-renew.service"], capture_output=True, text=True)
 report["renew_seconds"] = round(time.monotonic() - start, 2)
 report["renew_rc"] = renew.returncode
 report["options_after_same_connection"] = options(old, 2)
+report["web_request_across_reload"] = finish_post(web_old)
 new, report["serial_new_connection"] = connect()
 report["options_new_connection"] = options(new, 3)
-report["pid_after"] = main_pid()
+_, report["web_serial_new_connection"] = connect(web_host, 443)
+report["pid_after"] = main_pid("kamailio")
+report["nginx_pid_after"] = main_pid("nginx")
 print(json.dumps(report))
