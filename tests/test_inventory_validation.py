@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import run_validate
 
@@ -58,22 +59,24 @@ def test_route_for_undeclared_number_is_refused(example_inventory: Path, tmp_pat
     assert "+4930555000999 is not one of wagw_whatsapp.numbers" in result.stdout
 
 
-def test_acme_without_its_settings_is_refused(example_inventory: Path, tmp_path: Path) -> None:
-    edit(example_inventory, "tls.yml", lambda d: d["wagw_tls"].update(mode="acme"))
-    result = run_validate(example_inventory, tmp_path)
-    assert result.returncode != 0
-    assert "wagw_tls.mode acme needs wagw_tls.acme" in result.stdout
+# Cross-key TLS rules: each change to the example's wagw_tls, and the message that refuses it.
+TLS_REFUSALS = {
+    "acme without its settings": ({"mode": "acme"}, "wagw_tls.mode acme needs wagw_tls.acme"),
+    "dns-01 without route53": (
+        {"mode": "acme", "acme": {"challenge": "dns-01", "email": "a@b.example"}},
+        "wagw_tls.acme.route53 for dns-01",
+    ),
+    "provided without files": ({"mode": "provided"}, "wagw_tls.mode provided needs wagw_tls.provided"),
+    "domain that is no DNS name": ({"domains": ["sip example"]}, "must be DNS names"),
+}
 
 
-def test_dns01_without_route53_is_refused(example_inventory: Path, tmp_path: Path) -> None:
-    edit(
-        example_inventory,
-        "tls.yml",
-        lambda d: d["wagw_tls"].update(mode="acme", acme={"challenge": "dns-01", "email": "a@b.example"}),
-    )
+@pytest.mark.parametrize("change, message", TLS_REFUSALS.values(), ids=TLS_REFUSALS.keys())
+def test_tls_settings_are_refused(example_inventory: Path, tmp_path: Path, change: dict, message: str) -> None:
+    edit(example_inventory, "tls.yml", lambda d: d["wagw_tls"].update(change))
     result = run_validate(example_inventory, tmp_path)
     assert result.returncode != 0
-    assert "wagw_tls.acme.route53 for dns-01" in result.stdout
+    assert message in result.stdout
 
 
 def test_dns01_with_route53_passes(example_inventory: Path, tmp_path: Path) -> None:
@@ -86,17 +89,3 @@ def test_dns01_with_route53_passes(example_inventory: Path, tmp_path: Path) -> N
     )
     result = run_validate(example_inventory, tmp_path)
     assert result.returncode == 0, result.stdout
-
-
-def test_provided_without_files_is_refused(example_inventory: Path, tmp_path: Path) -> None:
-    edit(example_inventory, "tls.yml", lambda d: d["wagw_tls"].update(mode="provided"))
-    result = run_validate(example_inventory, tmp_path)
-    assert result.returncode != 0
-    assert "wagw_tls.mode provided needs wagw_tls.provided" in result.stdout
-
-
-def test_tls_domain_that_is_no_dns_name_is_refused(example_inventory: Path, tmp_path: Path) -> None:
-    edit(example_inventory, "tls.yml", lambda d: d["wagw_tls"].update(domains=["sip example"]))
-    result = run_validate(example_inventory, tmp_path)
-    assert result.returncode != 0
-    assert "must be DNS names" in result.stdout

@@ -36,18 +36,23 @@ def start_post(conn):
         f"Content-Length: {len(BODY)}\r\nConnection: close\r\n\r\n").encode() + BODY[:10])
 
 
+def status_line(conn):
+    """The first line of the answer (SIP or HTTP), once its header is complete."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return "connection closed"
+        data += chunk
+    return data.split(b"\r\n", 1)[0].decode()
+
+
 def finish_post(conn):
     try:
         conn.sendall(BODY[10:])
-        data = b""
-        while b"\r\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return "connection closed"
-            data += chunk
+        return status_line(conn)
     except OSError as exc:
         return f"connection failed: {exc}"
-    return data.split(b"\r\n", 1)[0].decode()
 
 
 def options(conn, seq):
@@ -61,13 +66,7 @@ def options(conn, seq):
         f"Call-ID: renewal-probe-{seq}-{time.time_ns()}\r\n"
         f"CSeq: {seq} OPTIONS\r\n"
         "Content-Length: 0\r\n\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            return "connection closed"
-        data += chunk
-    return data.split(b"\r\n", 1)[0].decode()
+    return status_line(conn)
 
 
 def main_pid(unit):
