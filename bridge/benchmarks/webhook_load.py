@@ -6,9 +6,10 @@ Starts, on loopback, with the same uvicorn settings (uvloop + httptools, no acce
   * a bare ASGI app answering 200 immediately (the baseline).
 A raw asyncio HTTP/1.1 keep-alive client (little client overhead) fires pre-signed deliveries,
 each carrying a new message id (so every one is stored), over C concurrent connections for
-D seconds, and prints deliveries/s, p50/p99 latency and the ratio to the bare rate.
+D seconds, and prints deliveries/s, p50/p99 latency and the ratio to the bare rate measured at
+the same connection count in the same run (every connection count in --connections).
 
-    python benchmarks/webhook_load.py [--duration 10] [--connections 64] [--no-postgres]
+    python benchmarks/webhook_load.py [--duration 10] [--connections 16,32,64] [--no-postgres]
 """
 
 from __future__ import annotations
@@ -208,7 +209,9 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def run_case(name: str, proc_factory, args: argparse.Namespace, run: str) -> dict[str, Any]:
+def run_case(
+    name: str, proc_factory, args: argparse.Namespace, run: str, connections: int
+) -> dict[str, Any]:
     port = free_port()
     proc = proc_factory(port)
     try:
@@ -216,23 +219,25 @@ def run_case(name: str, proc_factory, args: argparse.Namespace, run: str) -> dic
         total = int(args.max_rate * args.duration)
         reqs = [request_bytes(payload(i, run), port) for i in range(total)]
         warm = [request_bytes(payload(10**8 + i, run), port) for i in range(500)]
-        asyncio.run(load(port, warm, args.connections, 2))
-        res = asyncio.run(load(port, reqs, args.connections, args.duration))
+        asyncio.run(load(port, warm, connections, 2))
+        res = asyncio.run(load(port, reqs, connections, args.duration))
     finally:
         stop(proc)
     res["name"] = name
+    res["connections"] = connections
     return res
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--connections", default="16,32,64", help="comma-separated connection counts")
     ap.add_argument(
-        "--max-rate", type=int, default=12000, help="pre-generated deliveries per second"
+        "--max-rate", type=int, default=20000, help="pre-generated deliveries per second"
     )
     ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
+    counts = [int(c) for c in args.connections.split(",") if c.strip()]
     try:
         import uvloop
 
@@ -241,19 +246,11 @@ def main() -> int:
         pass
     tmp = Path(tempfile.mkdtemp(prefix="wagw-bench-"))
     run = str(int(time.time()))
-    results = [run_case("bare ASGI (baseline)", lambda p: start_bare(p, tmp), args, run)]
-    results.append(
-        run_case(
-            "bridge sqlite (WAL, synchronous=FULL)",
-            lambda p: start_bridge(str(tmp / "bench.sqlite3"), p),
-            args,
-            run + "s",
-        )
-    )
     pg = None
-    if not args.no_postgres:
-        sys.path.insert(0, str(HERE.parent / "tests"))
-        try:
+    results: list[dict[str, Any]] = []
+    try:
+        if not args.no_postgres:
+            sys.path.insert(0, str(HERE.parent / "tests"))
             from conftest import PostgresServer, _pg_bindir
 
             bindir = _pg_bindir()
@@ -262,29 +259,49 @@ def main() -> int:
             else:
                 pg = PostgresServer(bindir)
                 pg.start(fsync=True)
+        for c in counts:
+            tag = f"{run}c{c}"
+            results.append(
+                run_case("bare ASGI (baseline)", lambda p: start_bare(p, tmp), args, tag, c)
+            )
+            results.append(
+                run_case(
+                    "bridge sqlite (WAL, synchronous=FULL)",
+                    lambda p, c=c: start_bridge(str(tmp / f"bench-{c}.sqlite3"), p),
+                    args,
+                    tag + "s",
+                    c,
+                )
+            )
+            if pg is not None:
+                pgdb = pg.new_database()
                 results.append(
                     run_case(
                         "bridge postgresql (fsync on)",
-                        lambda p: start_bridge(pg.dsn(), p),
+                        lambda p, dsn=pgdb: start_bridge(dsn, p),
                         args,
-                        run + "p",
+                        tag + "p",
+                        c,
                     )
                 )
-        finally:
-            if pg is not None:
-                pg.stop()
-    bare = results[0]["rate"]
+    finally:
+        if pg is not None:
+            pg.stop()
     print(
-        f"\n{'case':40} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}"
+        f"\n{'case':40} {'conns':>5} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'errors':>7} {'ratio':>6}"
     )
-    for r in results:
-        r["ratio_to_bare"] = r["rate"] / bare if bare else 0.0
-        print(
-            f"{r['name']:40} {r['rate']:12.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}"
-            f" {r['errors']:7d} {r['ratio_to_bare']:6.2f}"
-            + ("  (request pool exhausted: raise --max-rate)" if r["exhausted"] else "")
-        )
-    print(f"cores: {os.cpu_count()}, connections: {args.connections}, duration: {args.duration}s")
+    for c in counts:
+        rows = [r for r in results if r["connections"] == c]
+        bare = max(r["rate"] for r in rows if r["name"].startswith("bare"))
+        for r in rows:
+            r["ratio_to_bare"] = r["rate"] / bare if bare else 0.0
+            print(
+                f"{r['name']:40} {c:5d} {r['rate']:12.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}"
+                f" {r['errors']:7d} {r['ratio_to_bare']:6.2f}"
+                + ("  (request pool exhausted: raise --max-rate)" if r["exhausted"] else "")
+            )
+    print(f"cores: {os.cpu_count()}, duration: {args.duration}s per case")
     print("JSON " + json.dumps(results))
     return 1 if any(r["errors"] for r in results) else 0
 
