@@ -69,6 +69,7 @@ all:
       children:
         sip_edge: {hosts: {$gw: }}
         media: {hosts: {$gw: }}
+    bridge: {hosts: {$gw: }}
   hosts:
     $gw:
       ansible_host: $ip

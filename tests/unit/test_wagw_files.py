@@ -1,0 +1,109 @@
+"""plugins/modules/wagw_files.py, run by ansible itself on the controller (real files in a
+temporary directory): change detection, idempotence, check mode, diff, secrets, validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from conftest import ROOT
+
+
+def run_module(args: dict[str, Any], *flags: str) -> dict[str, Any]:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "wagw_files",
+         "-a", json.dumps(args), *flags],
+        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120)
+    # The JSON document comes first; ansible.cfg's profile_tasks prints its table after it.
+    out, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    result: dict[str, Any] = out["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def spec(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "directories": [{"path": str(tmp_path / "etc"), "mode": "0750"}],
+        "files": [
+            {"path": str(tmp_path / "etc" / "a.conf"), "content": "a = 1\n", "mode": "0640"},
+            {"path": str(tmp_path / "etc" / "b.conf"), "content": "b = 2\n", "mode": "0600"},
+        ],
+    }
+
+
+def test_writes_everything_once_then_changes_nothing(tmp_path: Path) -> None:
+    first = run_module(spec(tmp_path))
+    assert first["changed"] is True
+    assert first["changed_paths"] == [str(tmp_path / p) for p in ("etc", "etc/a.conf", "etc/b.conf")]
+    assert (tmp_path / "etc" / "a.conf").read_text() == "a = 1\n"
+    assert mode(tmp_path / "etc") == 0o750
+    assert mode(tmp_path / "etc" / "b.conf") == 0o600
+    second = run_module(spec(tmp_path))
+    assert second["changed"] is False, second
+    assert second["changed_paths"] == []
+
+
+def test_reports_only_the_file_that_differs(tmp_path: Path) -> None:
+    run_module(spec(tmp_path))
+    (tmp_path / "etc" / "b.conf").write_text("edited by hand\n")
+    (tmp_path / "etc" / "a.conf").chmod(0o644)
+    result = run_module(spec(tmp_path))
+    assert result["changed_paths"] == [str(tmp_path / "etc" / "a.conf"), str(tmp_path / "etc" / "b.conf")]
+    assert (tmp_path / "etc" / "b.conf").read_text() == "b = 2\n"
+    assert mode(tmp_path / "etc" / "a.conf") == 0o640
+
+
+def test_check_mode_tells_the_truth_and_writes_nothing(tmp_path: Path) -> None:
+    run_module(spec(tmp_path))
+    changed = spec(tmp_path)
+    changed["files"][0]["content"] = "a = 42\n"
+    result = run_module(changed, "--check", "--diff")
+    assert result["changed_paths"] == [str(tmp_path / "etc" / "a.conf")]
+    assert result["diff"][0]["before"] == "a = 1\n"
+    assert result["diff"][0]["after"] == "a = 42\n"
+    assert (tmp_path / "etc" / "a.conf").read_text() == "a = 1\n"
+    fresh = run_module(spec(tmp_path / "fresh"), "--check")
+    assert fresh["changed"] is True
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_a_secret_never_reaches_the_diff_and_force_false_keeps_it(tmp_path: Path) -> None:
+    secret = {"files": [{"path": str(tmp_path / "salt"), "secret_content": "s3cr3t-salt\n",
+                         "mode": "0640", "force": False}]}
+    created = run_module(secret, "--diff", "-vvv")
+    assert created["changed"] is True
+    assert "s3cr3t" not in json.dumps(created)  # neither in the diff nor in the invocation
+    masked = created["invocation"]["module_args"]["files"][0]["secret_content"]
+    assert masked == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert mode(tmp_path / "salt") == 0o640
+    secret["files"][0]["secret_content"] = "another-salt\n"
+    secret["files"][0]["mode"] = "0600"
+    kept = run_module(secret, "--diff")
+    assert (tmp_path / "salt").read_text() == "s3cr3t-salt\n"
+    assert kept["changed_paths"] == [str(tmp_path / "salt")]  # the mode only
+    assert mode(tmp_path / "salt") == 0o600
+    assert "another" not in json.dumps(kept)
+
+
+def test_failed_validation_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "checked.conf"
+    target.write_text("good\n")
+    bad = {"files": [{"path": str(target), "content": "bad\n", "validate": "grep -q good %s"}]}
+    result = run_module(bad)
+    assert result.get("failed") is True
+    assert "validation of the new" in result["msg"]
+    assert target.read_text() == "good\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["checked.conf"]  # no temporary file left
+    good = {"files": [{"path": str(target), "content": "good again\n", "validate": "grep -q good %s"}]}
+    assert run_module(good)["changed"] is True
+    assert target.read_text() == "good again\n"
