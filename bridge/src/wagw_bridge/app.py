@@ -49,12 +49,13 @@ class Runtime:
         settings: Settings,
         sender: MessageSender | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         settings.require("app_secret", "verify_token", "internal_token", "pseudonym_key")
         self.settings = settings
         self.clock = clock
         self.pseudo = Pseudonymizer(settings.pseudonym_key.encoded())
-        self.metrics = Metrics()
+        self.metrics = metrics if metrics is not None else Metrics()
         self.db = Database(settings.database, settings.sqlite_synchronous)
         self.writer = GroupCommitWriter(self.db, settings.batch_max)
         self.writer.on_batch = self._on_batch
@@ -96,6 +97,7 @@ class Runtime:
         self.started = False
         await self.writer.stop()
         self.db.close_all()
+        self.metrics.close()
 
     # -- checks -----------------------------------------------------------------
     def signature_ok(self, body: bytes, header_hex: str) -> bool:

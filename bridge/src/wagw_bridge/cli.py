@@ -9,20 +9,22 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 
 from . import __version__
 from .config import ConfigError, Settings
 from .db import SCHEMA_VERSION, SQLITE, Database, DBError, Tx
-from .observability import InvalidNumber, Pseudonymizer, normalize_e164, setup_logging
+from .observability import InvalidNumber, Metrics, Pseudonymizer, normalize_e164, setup_logging
 from .routing import RoutesError, RoutingTable
 from .service import Domain
+from .workers import Supervisor, WorkerContext
 
 T = TypeVar("T")
 EXIT_CONFIG = 2
@@ -177,16 +179,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     settings.require()
     setup_logging(settings.log_level)
-    try:
-        import uvloop  # noqa: PLC0415
+    count = settings.worker_count
+    if count == 1:
+        _run(serve(settings))
+        return 0
+    # Migrate once, before any worker exists (every worker's start then finds the schema).
+    Database(settings.database, settings.sqlite_synchronous).migrate(int(time.time()))
+    supervisor = Supervisor(count, listeners(settings), lambda ctx: _serve_worker(settings, ctx))
+    return supervisor.run()
 
-        uvloop.run(serve(settings))
-    except ImportError:
-        asyncio.run(serve(settings))
+
+def _serve_worker(settings: Settings, ctx: WorkerContext) -> int:
+    _run(serve(settings, worker=ctx))
     return 0
 
 
@@ -195,37 +212,57 @@ def _no_signals() -> Iterator[None]:
     yield
 
 
+def listeners(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Listener mode -> address: one combined listener if both addresses are equal."""
+    if settings.listen_addr == settings.internal_listen_addr:
+        return {"combined": settings.listen_addr}
+    return {"public": settings.listen_addr, "internal": settings.internal_listen_addr}
+
+
+def uvicorn_config(app: Callable[..., Any], host: str, port: int) -> uvicorn.Config:
+    """The uvicorn settings of every listener (the benchmark's bare endpoint uses them too)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,  # would log query strings, i.e. phone numbers
+        server_header=False,
+        proxy_headers=False,  # client addresses are never used or logged
+        lifespan="off",
+        timeout_graceful_shutdown=10,
+    )
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn.Server without its own signal handling (serve() installs the handlers)."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return _no_signals()
+
+
 async def serve(
-    settings: Settings, ready: Callable[[list[uvicorn.Server]], None] | None = None
+    settings: Settings,
+    ready: Callable[[list[uvicorn.Server]], None] | None = None,
+    worker: WorkerContext | None = None,
 ) -> None:
-    """Run the public and the internal listener (one listener if both addresses are equal)."""
+    """Run the public and the internal listener (one listener if both addresses are equal).
+
+    As a worker (``worker`` given) the listeners are the slot's pre-bound sockets and the
+    metrics go to the workers' shared directory.
+    """
     from .app import Runtime, create_app  # noqa: PLC0415
 
-    class Server(uvicorn.Server):
-        def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
-            return _no_signals()
-
-    rt = Runtime(settings)
+    metrics = (
+        Metrics(worker.metrics_dir, worker.slot, worker.started) if worker is not None else None
+    )
+    rt = Runtime(settings, metrics=metrics)
     await rt.start()
-    listeners: list[tuple[str, tuple[str, int]]]
-    if settings.listen_addr == settings.internal_listen_addr:
-        listeners = [("combined", settings.listen_addr)]
-    else:
-        listeners = [("public", settings.listen_addr), ("internal", settings.internal_listen_addr)]
     servers: list[uvicorn.Server] = []
-    for mode, (host, port) in listeners:
-        config = uvicorn.Config(
-            create_app(runtime=rt, mode=mode),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,  # would log query strings, i.e. phone numbers
-            server_header=False,
-            proxy_headers=False,  # client addresses are never used or logged
-            lifespan="off",
-            timeout_graceful_shutdown=10,
-        )
-        servers.append(Server(config))
+    sockets: list[list[socket.socket] | None] = []
+    for mode, (host, port) in listeners(settings).items():
+        servers.append(QuietServer(uvicorn_config(create_app(runtime=rt, mode=mode), host, port)))
+        sockets.append([worker.sockets[mode]] if worker is not None else None)
 
     loop = asyncio.get_running_loop()
 
@@ -247,7 +284,10 @@ async def serve(
         loop.add_signal_handler(signal.SIGINT, stop)
         loop.add_signal_handler(signal.SIGHUP, reload_routes)
     try:
-        tasks = [asyncio.create_task(srv.serve()) for srv in servers]
+        tasks = [
+            asyncio.create_task(srv.serve(sockets=socks))
+            for srv, socks in zip(servers, sockets, strict=True)
+        ]
         if ready is not None:
             while not all(srv.started for srv in servers):
                 await asyncio.sleep(0.01)

@@ -18,6 +18,10 @@ import yaml
 
 ENV_PREFIX = "WAGW_BRIDGE_"
 SECRET_NAMES = ("app_secret", "verify_token", "internal_token", "pseudonym_key")
+# WORKERS=0 picks one worker per CPU, but no more than this: SQLite takes one writer at a time
+# and every PostgreSQL worker holds its own connections, so more processes mostly add contention.
+MAX_AUTO_WORKERS = 4
+MAX_WORKERS = 64
 
 
 class ConfigError(Exception):
@@ -101,6 +105,9 @@ class Settings:
     confirmation_window_hours: int = 48
     sqlite_synchronous: str = "FULL"
     batch_max: int = 512
+    # Worker processes of `serve` (0 = one per CPU available to the service, at most
+    # MAX_AUTO_WORKERS). Each has its own event loop, database connections and group commit.
+    workers: int = 0
     log_level: str = "INFO"
 
     # ------------------------------------------------------------------ loading
@@ -162,6 +169,8 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
         if self.batch_max < 1:
             raise ConfigError(f"{ENV_PREFIX}BATCH_MAX must be >= 1")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"{ENV_PREFIX}WORKERS must be 0 (automatic) to {MAX_WORKERS}")
         _listen(self.listen, ENV_PREFIX + "LISTEN")
         _listen(self.internal_listen, ENV_PREFIX + "INTERNAL_LISTEN")
 
@@ -187,6 +196,17 @@ class Settings:
     @property
     def internal_listen_addr(self) -> tuple[str, int]:
         return _listen(self.internal_listen, ENV_PREFIX + "INTERNAL_LISTEN")
+
+    @property
+    def worker_count(self) -> int:
+        """Worker processes to run: ``workers``, or for 0 the CPUs available (at most 4)."""
+        if self.workers:
+            return self.workers
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, MAX_AUTO_WORKERS))
 
     @property
     def is_postgres(self) -> bool:

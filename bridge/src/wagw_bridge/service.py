@@ -94,28 +94,33 @@ class Domain:
     def ingest_work(
         self, events: list[Event], raw_id: str, body: str, now: int
     ) -> Callable[[Tx], IngestResult]:
+        # Rows are built here, by the caller, and not in the transaction: with several worker
+        # processes the transactions of all of them run one at a time, so only SQL goes there.
+        rows = []
+        for ev in events:
+            shash = self.pseudo.subject_hash(ev.subject) if ev.subject else None
+            row = {
+                "dedupe_key": ev.dedupe_key[:512],
+                "kind": ev.kind,
+                "data_class": ev.data_class,
+                "subject_hash": shash,
+                "business_number": ev.business_number,
+                "ref_id": ev.ref_id,
+                "status": ev.status,
+                "direction": ev.direction,
+                "occurred_at": ev.occurred_at,
+                "received_at": now,
+                "payload_id": raw_id,
+                "data": dumps(ev.data),
+            }
+            rows.append((ev, shash, row))
+        raw_row = {"id": raw_id, "received_at": now, "body": body}
+
         def work(tx: Tx) -> IngestResult:
-            tx.insert_ignore("raw_payload", {"id": raw_id, "received_at": now, "body": body})
+            tx.insert_ignore("raw_payload", raw_row)
             res = IngestResult(len(events), 0, 0, [], [])
-            for ev in events:
-                shash = self.pseudo.subject_hash(ev.subject) if ev.subject else None
-                new = tx.insert_ignore(
-                    "event",
-                    {
-                        "dedupe_key": ev.dedupe_key[:512],
-                        "kind": ev.kind,
-                        "data_class": ev.data_class,
-                        "subject_hash": shash,
-                        "business_number": ev.business_number,
-                        "ref_id": ev.ref_id,
-                        "status": ev.status,
-                        "direction": ev.direction,
-                        "occurred_at": ev.occurred_at,
-                        "received_at": now,
-                        "payload_id": raw_id,
-                        "data": dumps(ev.data),
-                    },
-                )
+            for ev, shash, row in rows:
+                new = tx.insert_ignore("event", row)
                 res.kinds.append((ev.kind, new))
                 if not new:
                     res.duplicates += 1
@@ -176,6 +181,7 @@ class Domain:
         intent = self._intent(ev)
         if intent is None:
             return None
+        tx.lock_subject(shash)
         state, since = self.optin_state(tx, shash)
         channel = ev.channel or "whatsapp"
         evidence = {
@@ -407,6 +413,7 @@ class Domain:
         counts["outbox_deleted"] = tx.execute(
             "DELETE FROM outbox WHERE subject_hash = ?", (shash,)
         ).rowcount
+        tx.lock_subject(shash)
         state, since = self.optin_state(tx, shash)
         counts["consent_revoked"] = 0
         if state in ("requested", "confirmed"):
