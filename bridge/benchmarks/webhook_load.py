@@ -1,9 +1,13 @@
 """Webhook load benchmark: signed deliveries per second and latency, against a same-run baseline.
 
 Starts, on loopback, with the same uvicorn settings (uvloop + httptools, no access log):
-  * the bridge (``wagw-bridge serve``), durable: SQLite WAL synchronous=FULL, then PostgreSQL
-    (fsync on) when its binaries exist;
-  * a bare ASGI app answering 200 immediately (the baseline).
+  * the bridge (``wagw-bridge serve``, ``--workers`` worker processes, default: the bridge's
+    own default), durable: SQLite WAL synchronous=FULL, then PostgreSQL (fsync on) when its
+    binaries exist;
+  * a bare ASGI app answering 200 immediately (the baseline), served the same way: the bridge's
+    uvicorn settings, and with N > 1 workers the bridge's supervisor and SO_REUSEPORT sockets.
+    The bare app is measured with 1 process and with the bridge's N processes; the ratio is
+    taken to the faster of the two (the stricter baseline).
 A raw asyncio HTTP/1.1 keep-alive client (little client overhead) fires pre-signed deliveries,
 each carrying a new message id (so every one is stored), over C concurrent connections for
 D seconds, and prints deliveries/s, p50/p99 latency and the ratio to the bare rate measured at
@@ -117,8 +121,12 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def load(
-    port: int, requests: list[bytes], connections: int, duration: float
+    port: int, requests: list[bytes], connections: int, duration: float, cycle: bool = False
 ) -> dict[str, Any]:
+    """Closed loop: each connection sends its next request when the previous answer is in.
+
+    ``cycle`` re-uses the pool (the bare endpoint stores nothing, so repeats cost nothing);
+    the bridge gets a new delivery every time, so that every one is stored."""
     latencies: list[float] = []
     errors = 0
     idx = 0
@@ -128,8 +136,8 @@ async def load(
         nonlocal idx, errors
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            while time.perf_counter() < deadline and idx < len(requests):
-                req = requests[idx]
+            while time.perf_counter() < deadline and (cycle or idx < len(requests)):
+                req = requests[idx % len(requests)]
                 idx += 1
                 t0 = time.perf_counter()
                 writer.write(req)
@@ -152,7 +160,7 @@ async def load(
         "rate": n / elapsed,
         "p50_ms": 1000 * statistics.median(latencies) if n else 0.0,
         "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else 0.0,
-        "exhausted": idx >= len(requests),
+        "exhausted": not cycle and idx >= len(requests),
     }
 
 
@@ -169,10 +177,37 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise RuntimeError(f"port {port} not listening")
 
 
-def start_bridge(database: str, port: int) -> subprocess.Popen:
+BARE_SERVER = """
+import asyncio, signal, sys
+from bare_app import app
+from wagw_bridge.cli import QuietServer, _run, uvicorn_config
+from wagw_bridge.workers import Supervisor
+
+port, workers = int(sys.argv[1]), int(sys.argv[2])
+
+async def serve(sock=None):
+    srv = QuietServer(uvicorn_config(app, "127.0.0.1", port))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(srv, "should_exit", True))
+    await srv.serve(sockets=None if sock is None else [sock])
+
+def worker(ctx):
+    _run(serve(ctx.sockets["combined"]))
+    return 0
+
+if workers == 1:
+    _run(serve())
+else:
+    sys.exit(Supervisor(workers, {"combined": ("127.0.0.1", port)}, worker).run())
+"""
+
+
+def start_bridge(database: str, port: int, workers: int | None) -> subprocess.Popen:
     env = {
         **os.environ,
         **ENV,
+        **({"WAGW_BRIDGE_WORKERS": str(workers)} if workers else {}),
         "WAGW_BRIDGE_DATABASE": database,
         "WAGW_BRIDGE_LISTEN": f"127.0.0.1:{port}",
         "WAGW_BRIDGE_INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
@@ -187,16 +222,15 @@ def start_bridge(database: str, port: int) -> subprocess.Popen:
     return proc
 
 
-def start_bare(port: int, tmp: Path) -> subprocess.Popen:
+def start_bare(port: int, tmp: Path, workers: int) -> subprocess.Popen:
     (tmp / "bare_app.py").write_text(BARE_APP)
+    (tmp / "bare_server.py").write_text(BARE_SERVER)
     proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1",
-            "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning", "--lifespan", "off",
-        ],
-        cwd=tmp, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "bare_server.py", str(port), str(workers)],
+        cwd=tmp,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_port(port, proc)
     return proc
 
@@ -216,11 +250,12 @@ def run_case(
     proc = proc_factory(port)
     try:
         # enough pre-signed, unique deliveries for the whole run (signing is not measured)
-        total = int(args.max_rate * args.duration)
+        bare = name.startswith("bare")
+        total = 5000 if bare else int(args.max_rate * args.duration)
         reqs = [request_bytes(payload(i, run), port) for i in range(total)]
         warm = [request_bytes(payload(10**8 + i, run), port) for i in range(500)]
         asyncio.run(load(port, warm, connections, 2))
-        res = asyncio.run(load(port, reqs, connections, args.duration))
+        res = asyncio.run(load(port, reqs, connections, args.duration, cycle=bare))
     finally:
         stop(proc)
     res["name"] = name
@@ -233,10 +268,18 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--connections", default="16,32,64", help="comma-separated connection counts")
     ap.add_argument(
-        "--max-rate", type=int, default=20000, help="pre-generated deliveries per second"
+        "--max-rate", type=int, default=12000, help="pre-generated bridge deliveries per second"
+    )
+    ap.add_argument(
+        "--workers",
+        default="0",
+        help="bridge worker processes, comma-separated (0: the bridge's default)",
     )
     ap.add_argument("--no-postgres", action="store_true")
     args = ap.parse_args()
+    from wagw_bridge.config import Settings
+
+    worker_counts = [int(w) or Settings().worker_count for w in args.workers.split(",")]
     counts = [int(c) for c in args.connections.split(",") if c.strip()]
     try:
         import uvloop
@@ -261,29 +304,37 @@ def main() -> int:
                 pg.start(fsync=True)
         for c in counts:
             tag = f"{run}c{c}"
-            results.append(
-                run_case("bare ASGI (baseline)", lambda p: start_bare(p, tmp), args, tag, c)
-            )
-            results.append(
-                run_case(
-                    "bridge sqlite (WAL, synchronous=FULL)",
-                    lambda p, c=c: start_bridge(str(tmp / f"bench-{c}.sqlite3"), p),
-                    args,
-                    tag + "s",
-                    c,
-                )
-            )
-            if pg is not None:
-                pgdb = pg.new_database()
+            for n in sorted({1, *worker_counts}):
                 results.append(
                     run_case(
-                        "bridge postgresql (fsync on)",
-                        lambda p, dsn=pgdb: start_bridge(dsn, p),
+                        f"bare ASGI, {n} process{'es' if n > 1 else ''} (baseline)",
+                        lambda p, n=n: start_bare(p, tmp, n),
                         args,
-                        tag + "p",
+                        tag,
                         c,
                     )
                 )
+            for n in worker_counts:
+                results.append(
+                    run_case(
+                        f"bridge sqlite (WAL, FULL), {n} proc",
+                        lambda p, c=c, n=n: start_bridge(str(tmp / f"bench-{c}-{n}.sqlite3"), p, n),
+                        args,
+                        f"{tag}s{n}",
+                        c,
+                    )
+                )
+                if pg is not None:
+                    pgdb = pg.new_database()
+                    results.append(
+                        run_case(
+                            f"bridge postgresql (fsync), {n} proc",
+                            lambda p, dsn=pgdb, n=n: start_bridge(dsn, p, n),
+                            args,
+                            f"{tag}p{n}",
+                            c,
+                        )
+                    )
     finally:
         if pg is not None:
             pg.stop()
@@ -301,7 +352,10 @@ def main() -> int:
                 f" {r['errors']:7d} {r['ratio_to_bare']:6.2f}"
                 + ("  (request pool exhausted: raise --max-rate)" if r["exhausted"] else "")
             )
-    print(f"cores: {os.cpu_count()}, duration: {args.duration}s per case")
+    print(
+        f"cores: {os.cpu_count()}, bridge workers: {worker_counts},"
+        f" duration: {args.duration}s per case; ratio: to the faster bare case"
+    )
     print("JSON " + json.dumps(results))
     return 1 if any(r["errors"] for r in results) else 0
 
