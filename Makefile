@@ -18,6 +18,7 @@ image: setup ## the systemd test image (Debian forky), cached by recipe hash
 
 demo: image ## provision the all-in-one demo gateway into a local systemd container
 	@scripts/container.sh start $(DEMO_CONTAINER)
+	@scripts/trust-local-cas.sh $(DEMO_CONTAINER)
 	$(BIN)/ansible-playbook -i inventories/example/hosts.yml playbooks/site.yml
 	@scripts/demo-summary.sh $(DEMO_CONTAINER)
 

@@ -29,13 +29,7 @@ PY
 now() { date +%s.%N; }
 # Where the machine reaches PyPI through a TLS-intercepting proxy, containers must trust its CA
 # (the bridge is pip-installed); done before any clock starts.
-trust_local_cas() {
-  local ca
-  for ca in /usr/local/share/ca-certificates/*.crt; do
-    [ -e "$ca" ] && podman cp "$ca" "$1:/usr/local/share/ca-certificates/"
-  done
-  podman exec "$1" update-ca-certificates >/dev/null 2>&1 || true
-}
+trust_local_cas() { scripts/trust-local-cas.sh "$1"; }
 scripts/container.sh start "$base" >/dev/null
 trust_local_cas "$base"
 tar -C bridge -cf - pyproject.toml README.md src | podman exec -i "$base" bash -c "mkdir -p /tmp/bridge && tar -C /tmp/bridge -xf -"

@@ -75,15 +75,13 @@ options:
         required: true
       content:
         description:
-          - The complete content. Exactly one of O(files[].content) and
-            O(files[].secret_content) is required.
+          - The complete content. Exactly one of O(files[].content) and O(files[].secret) is required.
         type: str
-      secret_content:
+      secret:
         description:
-          - The complete content of a file that holds a secret (a password, a token, a salt).
-          - Never returned, neither in the diff (which only says that it changed) nor in the
-            recorded module arguments, so the task needs no C(no_log) and the other files of
-            the task keep their diff.
+          - Name of an entry of O(secrets) that is the complete content (a file with a
+            password, a token, a salt). Its content never appears in the diff (which only says
+            that it changed) nor in the task's recorded arguments.
         type: str
       owner:
         description: Owner name; left unchanged when omitted.
@@ -111,6 +109,15 @@ options:
           - Command that checks the new content before it replaces the file; C(%s) is the
             path of the temporary file. Not run in check mode.
         type: str
+  secrets:
+    description:
+      - Contents of files that hold secrets, by a name that O(files[].secret) refers to.
+      - A top-level C(no_log) option, so the task needs no C(no_log) and the other files keep
+        their diff. (A no_log suboption would not do: AnsibleModule masks nested values in the
+        host's log by matching them against the repr of the option, which misses multi-line
+        values.)
+    type: dict
+    default: {}
   absent:
     description:
       - Paths of files or symbolic links that must not exist (a distribution's default
@@ -153,10 +160,12 @@ EXAMPLES = r"""
   wagw_files:
     files:
       - path: /etc/asterisk/extensions_wagw_secret.conf
-        secret_content: "WAGW_PSEUDONYM_SALT = {{ lookup('ansible.builtin.password', '/dev/null', length=32) }}\n"
+        secret: salt
         group: asterisk
         mode: "0640"
         force: false
+    secrets:
+      salt: "WAGW_PSEUDONYM_SALT = {{ lookup('ansible.builtin.password', '/dev/null', length=32) }}\n"
 """
 
 RETURN = r"""
@@ -248,8 +257,10 @@ def _write(module: AnsibleModule, spec: dict, data: bytes) -> None:
 
 def _ensure_file(module: AnsibleModule, spec: dict, diffs: list) -> bool:
     path = spec["path"]
-    secret = spec["secret_content"] is not None
-    text = spec["secret_content"] if secret else spec["content"]
+    secret = spec["secret"] is not None
+    if secret and spec["secret"] not in module.params["secrets"]:
+        module.fail_json(msg=f"{path}: no entry {spec['secret']!r} in secrets")
+    text = str(module.params["secrets"][spec["secret"]]) if secret else spec["content"]
     data = to_bytes(text, errors="surrogate_or_strict")
     current = _read(path)
     if os.path.isdir(path):
@@ -296,13 +307,14 @@ def main() -> None:
             "files": {"type": "list", "elements": "dict", "default": [], "options": {
                 "path": {"type": "path", "required": True},
                 "content": {"type": "str"},
-                "secret_content": {"type": "str", "no_log": True},
+                "secret": {"type": "str"},
                 "force": {"type": "bool", "default": True},
                 "validate": {"type": "str"},
                 "label": {"type": "str"},
                 **owner_spec},
-                "mutually_exclusive": [["content", "secret_content"]],
-                "required_one_of": [["content", "secret_content"]]},
+                "mutually_exclusive": [["content", "secret"]],
+                "required_one_of": [["content", "secret"]]},
+            "secrets": {"type": "dict", "default": {}, "no_log": True},
             "absent": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,

@@ -78,18 +78,17 @@ def test_check_mode_tells_the_truth_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_a_secret_never_reaches_the_diff_and_force_false_keeps_it(tmp_path: Path) -> None:
-    secret = {"files": [{"path": str(tmp_path / "salt"), "secret_content": "s3cr3t-salt\n",
-                         "mode": "0640", "force": False}]}
+    secret = {"files": [{"path": str(tmp_path / "salt"), "secret": "salt", "mode": "0640", "force": False}],
+              "secrets": {"salt": "s3cr3t-salt\nline two\n"}}
     created = run_module(secret, "--diff", "-vvv")
     assert created["changed"] is True
     assert "s3cr3t" not in json.dumps(created)  # neither in the diff nor in the invocation
-    masked = created["invocation"]["module_args"]["files"][0]["secret_content"]
-    assert masked == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+    assert created["invocation"]["module_args"]["secrets"] == {"salt": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"}
     assert mode(tmp_path / "salt") == 0o640
-    secret["files"][0]["secret_content"] = "another-salt\n"
+    secret["secrets"]["salt"] = "another-salt\n"
     secret["files"][0]["mode"] = "0600"
     kept = run_module(secret, "--diff")
-    assert (tmp_path / "salt").read_text() == "s3cr3t-salt\n"
+    assert (tmp_path / "salt").read_text() == "s3cr3t-salt\nline two\n"
     assert kept["changed_paths"] == [str(tmp_path / "salt")]  # the mode only
     assert mode(tmp_path / "salt") == 0o600
     assert "another" not in json.dumps(kept)
@@ -107,3 +106,26 @@ def test_failed_validation_keeps_the_old_file(tmp_path: Path) -> None:
     good = {"files": [{"path": str(target), "content": "good again\n", "validate": "grep -q good %s"}]}
     assert run_module(good)["changed"] is True
     assert target.read_text() == "good again\n"
+
+
+def test_labels_name_only_what_changed_and_absent_removes(tmp_path: Path) -> None:
+    (tmp_path / "old-site").symlink_to(tmp_path / "nowhere")
+    args = {
+        "defaults": {"mode": "0644", "label": "restart"},
+        "files": [
+            {"path": str(tmp_path / "main.conf"), "content": "main\n"},
+            {"path": str(tmp_path / "list.txt"), "content": "a\n", "label": "reload-list"},
+        ],
+        "absent": [str(tmp_path / "old-site")],
+    }
+    first = run_module(args)
+    assert first["changed_labels"] == ["restart", "reload-list"]
+    assert not (tmp_path / "old-site").is_symlink()
+    args["files"][1]["content"] = "a\nb\n"
+    second = run_module(args, "--check", "--diff")
+    assert second["changed_labels"] == ["reload-list"]
+    assert second["changed_paths"] == [str(tmp_path / "list.txt")]
+    assert (tmp_path / "list.txt").read_text() == "a\n"  # check mode
+    third = run_module(args)
+    assert third["changed_labels"] == ["reload-list"]
+    assert run_module(args)["changed_labels"] == []
