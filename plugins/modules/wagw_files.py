@@ -113,7 +113,7 @@ options:
     description:
       - Contents of files that hold secrets, by a name that O(files[].secret) refers to.
       - A top-level C(no_log) option, so the task needs no C(no_log) and the other files keep
-        their diff. (A no_log suboption would not do: AnsibleModule masks nested values in the
+        their diff. (Not a no_log suboption, because AnsibleModule masks nested values in the
         host's log by matching them against the repr of the option, which misses multi-line
         values.)
     type: dict
