@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import run_validate
 
 
@@ -27,7 +28,8 @@ def test_unknown_carrier_transport_is_refused(example_inventory: Path, tmp_path:
     edit(example_inventory, "carrier.yml", lambda d: d["wagw_carrier"].update(transport="pigeon"))
     result = run_validate(example_inventory, tmp_path)
     assert result.returncode != 0
-    assert "transport" in result.stdout and "pigeon" in result.stdout
+    assert "transport" in result.stdout
+    assert "pigeon" in result.stdout
 
 
 def test_missing_sip_domain_is_refused(example_inventory: Path, tmp_path: Path) -> None:
@@ -49,7 +51,8 @@ def test_premium_rate_destination_is_refused(example_inventory: Path, tmp_path: 
     edit(example_inventory, "routing.yml", lambda d: d["wagw_routes"][0].update(destinations=["+49900123456"]))
     result = run_validate(example_inventory, tmp_path)
     assert result.returncode != 0
-    assert "+49900123456" in result.stdout and "allowed_destinations" in result.stdout
+    assert "+49900123456" in result.stdout
+    assert "allowed_destinations" in result.stdout
 
 
 def test_route_for_undeclared_number_is_refused(example_inventory: Path, tmp_path: Path) -> None:
@@ -71,7 +74,7 @@ TLS_REFUSALS = {
 }
 
 
-@pytest.mark.parametrize("change, message", TLS_REFUSALS.values(), ids=TLS_REFUSALS.keys())
+@pytest.mark.parametrize(("change", "message"), TLS_REFUSALS.values(), ids=TLS_REFUSALS.keys())
 def test_tls_settings_are_refused(example_inventory: Path, tmp_path: Path, change: dict, message: str) -> None:
     edit(example_inventory, "tls.yml", lambda d: d["wagw_tls"].update(change))
     result = run_validate(example_inventory, tmp_path)

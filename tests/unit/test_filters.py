@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from wagw import wagw_sip_accounts, wagw_unmatched
 
 
