@@ -29,9 +29,8 @@ PY
 now() { date +%s.%N; }
 # Where the machine reaches PyPI through a TLS-intercepting proxy, containers must trust its CA
 # (the bridge is pip-installed); done before any clock starts.
-trust_local_cas() { scripts/trust-local-cas.sh "$1"; }
 scripts/container.sh start "$base" >/dev/null
-trust_local_cas "$base"
+scripts/trust-local-cas.sh "$base"
 tar -C bridge -cf - pyproject.toml README.md src | podman exec -i "$base" bash -c "mkdir -p /tmp/bridge && tar -C /tmp/bridge -xf -"
 # The floor: the same Debian packages in one apt transaction, and the bridge with its pinned
 # dependencies in a venv. Services are not started by the packages (policy-rc.d exit 101), as
@@ -52,7 +51,7 @@ scripts/container.sh rm "$base"
 # converge pays for its own `apt-get update` like the baseline did (an old mtime on the
 # empty lists directory, or apt's cache_valid_time would call them fresh).
 scripts/container.sh start "$gw" >/dev/null
-trust_local_cas "$gw"
+scripts/trust-local-cas.sh "$gw"
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 podman exec -e DEBIAN_FRONTEND=noninteractive "$gw" bash -c \
   "apt-get update -qq && apt-get install -y -qq --no-install-recommends openssh-server >/dev/null \

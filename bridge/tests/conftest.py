@@ -39,6 +39,23 @@ BUSINESS = "4930123456"
 USER = "491701234567"
 
 
+def serve_env(settings: Settings, public: int, internal: int, **extra: str) -> dict[str, str]:
+    """The environment of `wagw-bridge serve` for a test: the test secrets, the settings'
+    database and routes, both listeners on loopback; `extra` adds WAGW_BRIDGE_* values."""
+    return {
+        **os.environ,
+        "WAGW_BRIDGE_APP_SECRET": APP_SECRET,
+        "WAGW_BRIDGE_VERIFY_TOKEN": VERIFY_TOKEN,
+        "WAGW_BRIDGE_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "WAGW_BRIDGE_PSEUDONYM_KEY": PSEUDONYM_KEY,
+        "WAGW_BRIDGE_DATABASE": settings.database,
+        "WAGW_BRIDGE_ROUTES_FILE": settings.routes_file,
+        "WAGW_BRIDGE_LISTEN": f"127.0.0.1:{public}",
+        "WAGW_BRIDGE_INTERNAL_LISTEN": f"127.0.0.1:{internal}",
+        **{f"WAGW_BRIDGE_{key}": value for key, value in extra.items()},
+    }
+
+
 def sign(body: bytes, secret: str = APP_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,11 +15,10 @@ import pytest
 from conftest import (
     APP_SECRET,
     INTERNAL_TOKEN,
-    PSEUDONYM_KEY,
     USER,
-    VERIFY_TOKEN,
     call_permission_reply,
     free_port,
+    serve_env,
     sign,
     text_message,
 )
@@ -43,17 +41,7 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
 
 def test_serve_over_http(settings, tmp_path: Path) -> None:
     public, internal = free_port(), free_port()
-    env = {
-        **os.environ,
-        "WAGW_BRIDGE_APP_SECRET": APP_SECRET,
-        "WAGW_BRIDGE_VERIFY_TOKEN": VERIFY_TOKEN,
-        "WAGW_BRIDGE_INTERNAL_TOKEN": INTERNAL_TOKEN,
-        "WAGW_BRIDGE_PSEUDONYM_KEY": PSEUDONYM_KEY,
-        "WAGW_BRIDGE_DATABASE": settings.database,
-        "WAGW_BRIDGE_ROUTES_FILE": settings.routes_file,
-        "WAGW_BRIDGE_LISTEN": f"127.0.0.1:{public}",
-        "WAGW_BRIDGE_INTERNAL_LISTEN": f"127.0.0.1:{internal}",
-    }
+    env = serve_env(settings, public, internal)
     proc = subprocess.Popen(
         [sys.executable, "-m", "wagw_bridge.cli", "serve"],
         env=env,

@@ -19,13 +19,11 @@ import httpx
 import pytest
 
 from conftest import (
-    APP_SECRET,
-    INTERNAL_TOKEN,
     PSEUDONYM_KEY,
     USER,
-    VERIFY_TOKEN,
     free_port,
     make_settings,
+    serve_env,
     sign,
     text_message,
 )
@@ -167,18 +165,7 @@ class Service:
         self.public, self.internal = free_port(), free_port()
         self.database = settings.database
         self.err_path = tmp_path / "serve.log"
-        env = {
-            **os.environ,
-            "WAGW_BRIDGE_APP_SECRET": APP_SECRET,
-            "WAGW_BRIDGE_VERIFY_TOKEN": VERIFY_TOKEN,
-            "WAGW_BRIDGE_INTERNAL_TOKEN": INTERNAL_TOKEN,
-            "WAGW_BRIDGE_PSEUDONYM_KEY": PSEUDONYM_KEY,
-            "WAGW_BRIDGE_DATABASE": settings.database,
-            "WAGW_BRIDGE_ROUTES_FILE": settings.routes_file,
-            "WAGW_BRIDGE_LISTEN": f"127.0.0.1:{self.public}",
-            "WAGW_BRIDGE_INTERNAL_LISTEN": f"127.0.0.1:{self.internal}",
-            "WAGW_BRIDGE_WORKERS": str(workers),
-        }
+        env = serve_env(settings, self.public, self.internal, WORKERS=str(workers))
         self.err = self.err_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wagw_bridge.cli", "serve"], env=env, stderr=self.err
