@@ -90,7 +90,9 @@ def test_route_unencoded_plus_and_unknown(bridge: Bridge) -> None:
     )
     empty = bridge.client.get("/internal/route?number=%2B4940111222&format=text", headers=AUTH)
     assert empty.status_code == 200
-    assert empty.text == ""
+    assert empty.text == "none"  # distinguishable from no answer at all
+    empty_json = bridge.client.get("/internal/route?number=%2B4940111222", headers=AUTH)
+    assert empty_json.json()["destinations"] == []
 
 
 @pytest.mark.parametrize(

@@ -298,7 +298,9 @@ async def internal_route(request: Request) -> Response:
     dests, matched = found
     rt.metrics.inc("wagw_internal_requests_total", endpoint="route", result="ok")
     if fmt == "text":
-        return _text("&".join(dests))
+        # "none" rather than an empty body: Asterisk's CURL() cannot see the status code, and
+        # an empty answer must stay distinguishable from "the bridge did not answer".
+        return _text("&".join(dests) if dests else "none")
     return _json(
         {
             "number": number,

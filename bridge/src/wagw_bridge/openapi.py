@@ -114,7 +114,7 @@ INTERNAL_PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": {
-                    "description": "Destinations (text form: joined with '&', may be empty)",
+                    "description": "Destinations (text form: joined with '&'; 'none' if empty)",
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Route"}},
                         "text/plain": {"schema": {"type": "string"}},
