@@ -19,6 +19,7 @@ from conftest import (
     text_message,
 )
 from wagw_bridge.cli import main
+from wagw_bridge.db import SCHEMA_VERSION
 
 DAY = 86400
 OTHER = "491709999999"
@@ -150,7 +151,7 @@ def test_cli_doctor_fails_before_migrate(cli_env: str, capsys) -> None:
 def test_cli_cycle(cli_env: str, bridge: Bridge, capsys) -> None:
     # the bridge fixture already migrated the same database
     assert main(["migrate"]) == 0
-    assert json.loads(capsys.readouterr().out)["schema_version"] == 1
+    assert json.loads(capsys.readouterr().out)["schema_version"] == SCHEMA_VERSION == 2
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out

@@ -20,6 +20,7 @@ from conftest import (
     text_message,
 )
 from wagw_bridge.app import create_app
+from wagw_bridge.db import SCHEMA_VERSION
 
 
 def test_handshake_ok(bridge: Bridge) -> None:
@@ -230,7 +231,7 @@ def test_healthz(bridge: Bridge) -> None:
     r = bridge.client.get("/healthz")
     assert r.status_code == 200
     assert r.json()["status"] == "ok"
-    assert r.json()["schema_version"] == 1
+    assert r.json()["schema_version"] == SCHEMA_VERSION == 2
 
 
 def test_secret_not_in_openapi_or_logs(bridge: Bridge, caplog) -> None:

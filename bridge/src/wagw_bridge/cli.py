@@ -1,4 +1,4 @@
-"""``wagw-bridge`` command line: serve, migrate, purge, export, erase, doctor."""
+"""``wagw-bridge`` command line: serve, dispatch, migrate, purge, export, erase, doctor."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from . import __version__
+from . import __version__, dispatch
 from .config import ConfigError, Settings
 from .db import SCHEMA_VERSION, SQLITE, Database, DBError, Tx
 from .observability import InvalidNumber, Metrics, Pseudonymizer, normalize_e164, setup_logging
@@ -160,6 +160,12 @@ def doctor_checks(settings: Settings) -> list[tuple[str, str, str]]:
     except RoutesError as exc:
         out.append(("fail", "timezone", str(exc)))
     return out
+
+
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+    return dispatch.run(settings)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -327,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--subject", required=True, type=_subject, help="E.164 phone number")
     pr.set_defaults(fn=cmd_erase)
+    sub.add_parser(
+        "dispatch", help="send queued WhatsApp messages (outbox) through Meta's Graph API"
+    ).set_defaults(fn=cmd_dispatch)
     pd = sub.add_parser("doctor", help="check configuration, database, schema and secrets")
     pd.add_argument("--json", action="store_true", help="machine-readable report")
     pd.set_defaults(fn=cmd_doctor)

@@ -18,6 +18,9 @@ import yaml
 
 ENV_PREFIX = "WAGW_BRIDGE_"
 SECRET_NAMES = ("app_secret", "verify_token", "internal_token", "pseudonym_key")
+# Secrets only one command needs: the Graph API access token of the outbox dispatcher.
+OPTIONAL_SECRET_NAMES = ("access_token",)
+ALL_SECRET_NAMES = SECRET_NAMES + OPTIONAL_SECRET_NAMES
 # WORKERS=0 picks one worker per CPU, but no more than this: SQLite takes one writer at a time
 # and every PostgreSQL worker holds its own connections, so more processes mostly add contention.
 MAX_AUTO_WORKERS = 4
@@ -80,6 +83,15 @@ class Settings:
     verify_token: Secret = field(default_factory=lambda: Secret(""))
     internal_token: Secret = field(default_factory=lambda: Secret(""))
     pseudonym_key: Secret = field(default_factory=lambda: Secret(""))
+    # Outbox dispatcher (``wagw-bridge dispatch``): Meta's Graph API, the system user's access
+    # token, and which phone-number-id sends for which business number ("+E164=ID" pairs).
+    access_token: Secret = field(default_factory=lambda: Secret(""))
+    graph_api_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v23.0"
+    phone_number_ids: tuple[str, ...] = ()
+    dispatch_interval: int = 2
+    dispatch_timeout: int = 10
+    dispatch_max_attempts: int = 12
     database: str = "/var/lib/wagw-bridge/bridge.sqlite3"
     routes_file: str = ""
     listen: str = "127.0.0.1:8080"
@@ -129,7 +141,7 @@ class Settings:
             if key in env:
                 raw[name] = env[key]
             file_key = key + "_FILE"
-            if name in SECRET_NAMES and file_key in env:
+            if name in ALL_SECRET_NAMES and file_key in env:
                 try:
                     raw[name] = Path(env[file_key]).read_text(encoding="utf-8").strip()
                 except OSError as exc:
@@ -144,7 +156,7 @@ class Settings:
                 continue
             value = raw[f.name]
             try:
-                if f.name in SECRET_NAMES:
+                if f.name in ALL_SECRET_NAMES:
                     kwargs[f.name] = value if isinstance(value, Secret) else Secret(str(value))
                 elif f.type in ("int",):
                     kwargs[f.name] = int(value)
@@ -169,6 +181,9 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
         if self.batch_max < 1:
             raise ConfigError(f"{ENV_PREFIX}BATCH_MAX must be >= 1")
+        for name in ("dispatch_interval", "dispatch_timeout", "dispatch_max_attempts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
         if not 0 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"{ENV_PREFIX}WORKERS must be 0 (automatic) to {MAX_WORKERS}")
         _listen(self.listen, ENV_PREFIX + "LISTEN")

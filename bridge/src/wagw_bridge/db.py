@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 log = logging.getLogger("wagw_bridge.db")
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class DBError(Exception):
@@ -132,7 +132,16 @@ SCHEMA_V1 = [
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject_hash)",
 ]
-MIGRATIONS: dict[int, list[str]] = {1: SCHEMA_V1}
+# v2: the outbox dispatcher's bookkeeping (wagw_bridge.dispatch) and the sending number.
+SCHEMA_V2 = [
+    "ALTER TABLE outbox ADD COLUMN business_number TEXT",
+    "ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE outbox ADD COLUMN next_attempt_at {bigint}",
+    "ALTER TABLE outbox ADD COLUMN last_error TEXT",
+    "ALTER TABLE outbox ADD COLUMN wamid TEXT",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at)",
+]
+MIGRATIONS: dict[int, list[str]] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 
 
 class Tx:

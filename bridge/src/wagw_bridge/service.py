@@ -43,6 +43,7 @@ class OutboundMessage:
     kind: str  # optin_request | optout_ack | optin_ack
     body: dict[str, Any]  # Graph API /messages request body
     source_event: str
+    business_number: str | None = None  # E.164 the user wrote to; it answers
 
 
 class MessageSender(Protocol):
@@ -54,8 +55,8 @@ class MessageSender(Protocol):
 class OutboxSender:
     """Default sender: records the Graph API request in the ``outbox`` table (state queued).
 
-    Meta's Graph API is not reachable from the test bed; a dispatcher that posts queued rows to
-    ``/{PHONE_NUMBER_ID}/messages`` and marks them sent is a separate component.
+    Sending happens outside the webhook's transaction: ``wagw-bridge dispatch``
+    (:mod:`wagw_bridge.dispatch`) posts queued rows to ``/{phone-number-id}/messages``.
     """
 
     def send(self, tx: Tx, msg: OutboundMessage, subject_hash: str, now: int) -> None:
@@ -68,6 +69,7 @@ class OutboxSender:
                 "body": dumps(msg.body),
                 "state": "queued",
                 "source_event": msg.source_event,
+                "business_number": msg.business_number,
                 "created_at": now,
             },
         )
@@ -249,7 +251,8 @@ class Domain:
         ev: Event,
         now: int,
     ) -> None:
-        self.sender.send(tx, OutboundMessage(subject, kind, body, ev.dedupe_key), shash, now)
+        msg = OutboundMessage(subject, kind, body, ev.dedupe_key, ev.business_number)
+        self.sender.send(tx, msg, shash, now)
 
     def _confirm_body(self, subject: str) -> dict[str, Any]:
         s = self.s
@@ -381,8 +384,8 @@ class Domain:
             " FROM call_permission WHERE subject_hash = ? ORDER BY occurred_at, id"
         )
         outbox = rows(
-            "SELECT id, recipient, kind, body, state, source_event, created_at, sent_at"
-            " FROM outbox WHERE subject_hash = ? ORDER BY id"
+            "SELECT id, recipient, business_number, kind, body, state, source_event, created_at,"
+            " sent_at, attempts, last_error, wamid FROM outbox WHERE subject_hash = ? ORDER BY id"
         )
         for msg in outbox:
             msg["body"] = json.loads(msg["body"])
