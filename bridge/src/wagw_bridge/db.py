@@ -147,11 +147,27 @@ MIGRATIONS: dict[int, list[str]] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 class Tx:
     """A connection inside a transaction, with dialect-neutral execute()."""
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
+    def __init__(self, conn: Any, dialect: Dialect, begin: str | None = None) -> None:
         self.conn = conn
         self.dialect = dialect
+        # A BEGIN not sent yet: it goes with the first statement (see Database.begin).
+        self.pending_begin = begin
+
+    def _start(self) -> None:
+        if self.pending_begin is not None:
+            begin, self.pending_begin = self.pending_begin, None
+            self.conn.execute(begin)
+
+    def pipeline(self) -> contextlib.AbstractContextManager[Any]:
+        """PostgreSQL: statements inside are sent together and answered in one round trip
+        (psycopg pipeline mode; a fetch inside waits for the answers so far). SQLite: nothing."""
+        if self.dialect is POSTGRES:
+            cm: contextlib.AbstractContextManager[Any] = self.conn.pipeline()
+            return cm
+        return contextlib.nullcontext()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        self._start()
         cur: Cursor = self.conn.execute(self.dialect.sql(sql), tuple(params))
         return cur
 
@@ -175,15 +191,63 @@ class Tx:
     def insert_ignore(self, table: str, row: dict[str, Any]) -> bool:
         """INSERT ... ON CONFLICT DO NOTHING; True if the row was new."""
         cols = tuple(row)
-        sql = _INSERT_SQL.get((table, cols, self.dialect.placeholder))
+        self._start()
+        cur: Cursor = self.conn.execute(self._insert_sql(table, cols), tuple(row.values()))
+        return cur.rowcount == 1
+
+    def insert_many_ignore(
+        self, table: str, cols: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """INSERT ... ON CONFLICT DO NOTHING of many rows, in order, when nobody needs to know
+        which rows were new: one ``executemany`` (PostgreSQL: pipelined, one round trip)."""
+        if not rows:
+            return
+        self._start()
+        sql = self._insert_sql(table, cols)
+        if self.dialect is SQLITE:
+            self.conn.executemany(sql, rows)
+        else:
+            self.conn.cursor().executemany(sql, rows)
+
+    def insert_each_ignore(
+        self, table: str, cols: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> list[bool]:
+        """INSERT ... ON CONFLICT DO NOTHING of many rows, in order; per row True if it was new
+        (a key repeated within ``rows`` is new at its first occurrence only).
+
+        SQLite: one cached statement stepped per row (in-process: no round trips; measured
+        faster than one multi-row ``VALUES`` statement).
+        PostgreSQL: one pipelined ``executemany ... RETURNING`` (one round trip for all rows
+        instead of one per row) whose result sets say which rows were inserted.
+        """
+        if not rows:
+            return []
+        self._start()
+        sql = self._insert_sql(table, cols)
+        if self.dialect is SQLITE:
+            execute = self.conn.execute
+            return [execute(sql, row).rowcount == 1 for row in rows]
+        cur = self.conn.cursor()
+        cur.executemany(sql + " RETURNING 1", rows, returning=True)
+        flags: list[bool] = []
+        while True:
+            flags.append(cur.fetchone() is not None)
+            if not cur.nextset():
+                break
+        if len(flags) != len(rows):  # pragma: no cover  (a driver that merged result sets)
+            raise DBError(f"expected {len(rows)} results from {table}, got {len(flags)}")
+        return flags
+
+    def _insert_sql(self, table: str, cols: tuple[str, ...]) -> str:
+        key = (table, cols, self.dialect.placeholder)
+        sql = _INSERT_SQL.get(key)
         if sql is None:
             sql = self.dialect.sql(
                 f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
                 " ON CONFLICT DO NOTHING"
             )
-            _INSERT_SQL[(table, cols, self.dialect.placeholder)] = sql
-        cur: Cursor = self.conn.execute(sql, tuple(row.values()))
-        return cur.rowcount == 1
+            _INSERT_SQL[key] = sql
+        return sql
 
 
 # INSERT statements by (table, columns, placeholder): built once, not per row.
@@ -270,22 +334,29 @@ class Database:
                 continue
 
     # -- transactions -------------------------------------------------------
-    def begin(self, conn: Any) -> Tx:
+    def begin(self, conn: Any, lazy: bool = False) -> Tx:
+        """Start a transaction. ``lazy`` (PostgreSQL): BEGIN is sent with the transaction's
+        first statement instead of in a round trip of its own (inside :meth:`Tx.pipeline`,
+        with the statements that follow it too)."""
         if self.dialect is SQLITE:
             conn.execute("BEGIN IMMEDIATE")
+        elif lazy:
+            return Tx(conn, self.dialect, begin="BEGIN")
         else:
             conn.execute("BEGIN")
         return Tx(conn, self.dialect)
 
-    def run(self, conn: Any, fn: Callable[[Tx], T]) -> T:
+    def run(self, conn: Any, fn: Callable[[Tx], T], lazy: bool = False) -> T:
         """Run fn in one transaction on conn; commit, or roll back and re-raise."""
-        tx = self.begin(conn)
+        tx = self.begin(conn, lazy)
         try:
             result = fn(tx)
         except BaseException:
-            conn.execute("ROLLBACK")
+            if tx.pending_begin is None:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        if tx.pending_begin is None:  # else nothing was executed: no transaction to end
+            conn.execute("COMMIT")
         return result
 
     # -- schema -------------------------------------------------------------
@@ -429,22 +500,62 @@ class GroupCommitWriter:
         self._conn = self.db.connect()
 
     def _commit_batch_locked(self, fns: list[Callable[[Tx], Any]]) -> list[Any]:
-        try:
-            return self.db.run(self._conn, lambda tx: [fn(tx) for fn in fns])
-        except Exception as exc:
-            log.warning("batch of %d failed, retrying one by one: %s", len(fns), exc)
-            if _connection_broken(self._conn):
-                try:
-                    self._reconnect()
-                except DBError as exc2:
-                    return [exc2] * len(fns)
+        for attempt in range(1 + BATCH_RETRIES):
+            try:
+                return self.db.run(self._conn, lambda tx: run_items(tx, fns), lazy=True)
+            except Exception as exc:
+                if attempt < BATCH_RETRIES and _retryable(exc):
+                    # Two workers' batches locked the same new keys in opposite orders
+                    # (PostgreSQL aborted one): the whole batch again, then one by one.
+                    log.info("batch of %d hit %s, retrying", len(fns), type(exc).__name__)
+                    continue
+                log.warning("batch of %d failed, retrying one by one: %s", len(fns), exc)
+                if _connection_broken(self._conn):
+                    try:
+                        self._reconnect()
+                    except DBError as exc2:
+                        return [exc2] * len(fns)
+                break
         results: list[Any] = []
         for fn in fns:
             try:
-                results.append(self.db.run(self._conn, fn))
+                results.append(self.db.run(self._conn, fn, lazy=True))
             except Exception as exc:
                 results.append(exc)
         return results
+
+
+BATCH_RETRIES = 2
+# SQLSTATEs after which the same transaction may well pass: deadlock, serialization failure.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _retryable(exc: BaseException) -> bool:
+    return getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES
+
+
+def run_items(tx: Tx, fns: Sequence[Callable[[Tx], Any]]) -> list[Any]:
+    """Run work items in order in one transaction; their results in the same order.
+
+    A run of consecutive items with the same ``run_batch`` (an attribute: a callable taking the
+    transaction and those items, returning their results) is handed to it at once, so that it
+    can write their rows with a few statements instead of a few per item (see
+    :meth:`wagw_bridge.service.Domain.ingest_batch`). Other items are called one by one.
+    """
+    out: list[Any] = []
+    i, n = 0, len(fns)
+    while i < n:
+        runner = getattr(fns[i], "run_batch", None)
+        if runner is None:
+            out.append(fns[i](tx))
+            i += 1
+            continue
+        j = i + 1
+        while j < n and getattr(fns[j], "run_batch", None) == runner:
+            j += 1
+        out.extend(runner(tx, fns[i:j]))
+        i = j
+    return out
 
 
 def _connection_broken(conn: Any) -> bool:

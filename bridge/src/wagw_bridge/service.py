@@ -20,7 +20,7 @@ and the dedupe key of the source event, so it serves as proof.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,8 +33,29 @@ TEMPORARY_PERMISSION_SECONDS = 7 * 24 * 3600
 OPTIN_ACTIONS = ("requested", "confirmed", "revoked")
 
 
+# One encoder for every row: json.dumps() with these arguments builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str)
+    return _ENCODER.encode(obj)
+
+
+RAW_COLUMNS = ("id", "received_at", "body")
+EVENT_COLUMNS = (
+    "dedupe_key",
+    "kind",
+    "data_class",
+    "subject_hash",
+    "business_number",
+    "ref_id",
+    "status",
+    "direction",
+    "occurred_at",
+    "received_at",
+    "payload_id",
+    "data",
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,36 @@ class OutboxSender:
         )
 
 
+class IngestWork:
+    """One delivery's rows, built outside the transaction. Called with a transaction it stores
+    that delivery alone; the group-commit writer hands a batch of them to ``run_batch``."""
+
+    __slots__ = ("domain", "events", "hashes", "now", "raw", "rows")
+
+    def __init__(
+        self,
+        domain: Domain,
+        events: list[Event],
+        hashes: list[str | None],
+        rows: list[tuple[Any, ...]],
+        raw: tuple[str, int, str],
+        now: int,
+    ) -> None:
+        self.domain = domain
+        self.events = events
+        self.hashes = hashes
+        self.rows = rows
+        self.raw = raw
+        self.now = now
+
+    @property
+    def run_batch(self) -> Callable[[Tx, Sequence[IngestWork]], list[IngestResult]]:
+        return self.domain.ingest_batch
+
+    def __call__(self, tx: Tx) -> IngestResult:
+        return self.domain.ingest_batch(tx, [self])[0]
+
+
 @dataclass
 class IngestResult:
     events: int
@@ -93,48 +144,57 @@ class Domain:
         self.sender: MessageSender = sender or OutboxSender()
 
     # ----------------------------------------------------------------- ingest
-    def ingest_work(
-        self, events: list[Event], raw_id: str, body: str, now: int
-    ) -> Callable[[Tx], IngestResult]:
+    def ingest_work(self, events: list[Event], raw_id: str, body: str, now: int) -> IngestWork:
         # Rows are built here, by the caller, and not in the transaction: with several worker
         # processes the transactions of all of them run one at a time, so only SQL goes there.
-        rows = []
-        for ev in events:
-            shash = self.pseudo.subject_hash(ev.subject) if ev.subject else None
-            row = {
-                "dedupe_key": ev.dedupe_key[:512],
-                "kind": ev.kind,
-                "data_class": ev.data_class,
-                "subject_hash": shash,
-                "business_number": ev.business_number,
-                "ref_id": ev.ref_id,
-                "status": ev.status,
-                "direction": ev.direction,
-                "occurred_at": ev.occurred_at,
-                "received_at": now,
-                "payload_id": raw_id,
-                "data": dumps(ev.data),
-            }
-            rows.append((ev, shash, row))
-        raw_row = {"id": raw_id, "received_at": now, "body": body}
+        hashes = [self.pseudo.subject_hash(ev.subject) if ev.subject else None for ev in events]
+        rows = [
+            (
+                ev.dedupe_key[:512],
+                ev.kind,
+                ev.data_class,
+                shash,
+                ev.business_number,
+                ev.ref_id,
+                ev.status,
+                ev.direction,
+                ev.occurred_at,
+                now,
+                raw_id,
+                dumps(ev.data),
+            )
+            for ev, shash in zip(events, hashes, strict=True)
+        ]
+        return IngestWork(self, events, hashes, rows, (raw_id, now, body), now)
 
-        def work(tx: Tx) -> IngestResult:
-            tx.insert_ignore("raw_payload", raw_row)
-            res = IngestResult(len(events), 0, 0, [], [])
-            for ev, shash, row in rows:
-                new = tx.insert_ignore("event", row)
+    def ingest_batch(self, tx: Tx, works: Sequence[IngestWork]) -> list[IngestResult]:
+        """Store the deliveries of one group-commit batch: all raw payloads with one statement,
+        all events with one (see :meth:`Tx.insert_each_ignore`), then the consent ledger for
+        the events that were new, in delivery order. The same rows and ledger entries as one
+        delivery after the other (nothing here reads ``event`` or ``raw_payload``)."""
+        with tx.pipeline():  # PostgreSQL: BEGIN and both INSERTs in one round trip
+            tx.insert_many_ignore("raw_payload", RAW_COLUMNS, [w.raw for w in works])
+            new_flags = tx.insert_each_ignore(
+                "event", EVENT_COLUMNS, [row for w in works for row in w.rows]
+            )
+        results: list[IngestResult] = []
+        pos = 0
+        for w in works:
+            res = IngestResult(len(w.events), 0, 0, [], [])
+            for ev, shash in zip(w.events, w.hashes, strict=True):
+                new = new_flags[pos]
+                pos += 1
                 res.kinds.append((ev.kind, new))
                 if not new:
                     res.duplicates += 1
                     continue
                 res.stored += 1
                 if ev.subject and shash:
-                    action = self._apply_consent(tx, ev, ev.subject, shash, now)
+                    action = self._apply_consent(tx, ev, ev.subject, shash, w.now)
                     if action:
                         res.ledger.append((action, shash[:16]))
-            return res
-
-        return work
+            results.append(res)
+        return results
 
     def _intent(self, ev: Event) -> str | None:
         s = self.s
