@@ -18,6 +18,7 @@ import pytest
 
 from conftest import BUSINESS, USER, Bridge, FakeClock, envelope, free_port, make_settings
 from fake_graph_api import FakeGraphAPI, graph_error
+from wagw_bridge.cli import doctor_checks
 from wagw_bridge.config import ConfigError, Settings
 from wagw_bridge.db import SCHEMA_V1, SCHEMA_VERSION, Database
 from wagw_bridge.dispatch import Dispatcher, backoff, classify
@@ -256,4 +257,19 @@ def test_v1_database_is_migrated_and_its_queue_sent(
     )
     assert d.run_once()["sent"] == 1  # one configured number: it sends what has none
     assert api.requests[0]["body"]["text"] == {"body": "hi"}
+    d.close()
+
+
+def test_doctor_reports_the_outbox(
+    bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
+) -> None:
+    api, url = graph
+    opt_in(bridge)
+    checks = {c: (lv, d) for lv, c, d in doctor_checks(bridge.rt.settings)}
+    assert checks["outbox"] == ("warn", "1 queued; no access token: 1 message(s) not sent")
+    api.script.append((400, graph_error(131047, "Re-engagement message")))
+    d = dispatcher_for(bridge, url, tmp_path, clock)
+    d.run_once()
+    checks = {c: (lv, d) for lv, c, d in doctor_checks(d.s)}
+    assert checks["outbox"] == ("warn", "1 failed; see last_error in the outbox table")
     d.close()

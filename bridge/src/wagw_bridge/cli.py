@@ -128,6 +128,7 @@ def doctor_checks(settings: Settings) -> list[tuple[str, str, str]]:
             version = db.schema_version(conn)
             if version == SCHEMA_VERSION:
                 out.append(("ok", "schema", f"version {version}"))
+                out.append(_outbox_check(settings, conn, db))
             elif version < SCHEMA_VERSION:
                 out.append(
                     ("fail", "schema", f"version {version}, expected {SCHEMA_VERSION}: run migrate")
@@ -166,6 +167,18 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     setup_logging(settings.log_level)
     return dispatch.run(settings)
+
+
+def _outbox_check(settings: Settings, conn: Any, db: Database) -> tuple[str, str, str]:
+    rows = Tx(conn, db.dialect).all("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+    counts = {str(state): int(n) for state, n in rows}
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
+    if not settings.access_token:
+        waiting = counts.get("queued", 0)
+        return ("warn", "outbox", f"{summary}; no access token: {waiting} message(s) not sent")
+    if counts.get("failed"):
+        return ("warn", "outbox", f"{summary}; see last_error in the outbox table")
+    return ("ok", "outbox", summary)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
