@@ -55,6 +55,41 @@ def test_premium_rate_destination_is_refused(example_inventory: Path, tmp_path: 
     assert "allowed_destinations" in result.stdout
 
 
+WINDOW = {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00",
+          "destinations": ["+4930123457"]}
+
+
+def test_business_hours_window_is_valid(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "routing.yml", lambda d: d["wagw_routes"][0].update(windows=[WINDOW]))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"destinations": ["+49900123456"]}, "+49900123456"),
+    ({"days": ["mon", "holiday"]}, "days must be some of mon..sun (got ['mon', 'holiday'])"),
+    ({"start": 480}, "quote the times"),
+    ({"end": "25:00"}, "got 08:00-25:00"),
+], ids=["premium-rate destination", "unknown day", "unquoted time", "hour 25"])
+def test_bad_business_hours_window_is_refused(example_inventory: Path, tmp_path: Path, change: dict,
+                                              message: str) -> None:
+    edit(example_inventory, "routing.yml", lambda d: d["wagw_routes"][0].update(windows=[{**WINDOW, **change}]))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert message in result.stdout
+
+
+def test_business_hours_without_bridge_are_refused(example_inventory: Path, tmp_path: Path) -> None:
+    hosts = example_inventory / "hosts.yml"
+    data = yaml.safe_load(hosts.read_text())
+    data["all"]["children"].pop("bridge")
+    hosts.write_text(yaml.safe_dump(data))
+    edit(example_inventory, "routing.yml", lambda d: d["wagw_routes"][0].update(windows=[WINDOW]))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert "windows need a webhook bridge" in result.stdout
+
+
 def test_route_for_undeclared_number_is_refused(example_inventory: Path, tmp_path: Path) -> None:
     edit(example_inventory, "routing.yml", lambda d: d["wagw_routes"][0].update(whatsapp_number="+4930555000999"))
     result = run_validate(example_inventory, tmp_path)

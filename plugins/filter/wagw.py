@@ -30,6 +30,27 @@ def wagw_unmatched(values: list[str], patterns: list[str]) -> list[str]:
     return [v for v in values if not any(c.search(str(v)) for c in compiled)]
 
 
+def wagw_route_windows(routes: list[dict]) -> list[dict]:
+    """The weekly windows of all routes, flat, each with its route's number and position."""
+    return [
+        {"whatsapp_number": route.get("whatsapp_number"), "index": i, **window}
+        for route in routes
+        for i, window in enumerate(route.get("windows") or [])
+    ]
+
+
+def wagw_route_destinations(routes: list[dict]) -> list[str]:
+    """Every landline a route may ring: its default destinations and those of its windows."""
+    found = [str(d) for route in routes for d in route.get("destinations") or []]
+    found += [str(d) for window in wagw_route_windows(routes) for d in window.get("destinations") or []]
+    return list(dict.fromkeys(found))
+
+
 class FilterModule:
     def filters(self) -> dict:
-        return {"wagw_sip_accounts": wagw_sip_accounts, "wagw_unmatched": wagw_unmatched}
+        return {
+            "wagw_sip_accounts": wagw_sip_accounts,
+            "wagw_unmatched": wagw_unmatched,
+            "wagw_route_windows": wagw_route_windows,
+            "wagw_route_destinations": wagw_route_destinations,
+        }

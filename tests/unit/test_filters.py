@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wagw import wagw_sip_accounts, wagw_unmatched
+from wagw import wagw_route_destinations, wagw_route_windows, wagw_sip_accounts, wagw_unmatched
 
 
 def test_sip_accounts_renames_the_password_key() -> None:
@@ -25,3 +25,20 @@ def test_unmatched_lists_only_numbers_no_pattern_allows() -> None:
 
 def test_unmatched_is_empty_when_all_match() -> None:
     assert wagw_unmatched(["+4930123456"], [r"^\+4930"]) == []
+
+
+ROUTES = [
+    {"whatsapp_number": "+4930555000100", "destinations": ["+4930123456"],
+     "windows": [{"days": ["mon"], "start": "08:00", "end": "18:00",
+                  "destinations": ["+4930123457", "+4930123456"]}]},
+    {"whatsapp_number": "+4930555000101", "destinations": ["+4930123458"]},
+]
+
+
+def test_route_windows_are_flat_with_number_and_index() -> None:
+    windows = wagw_route_windows(ROUTES)
+    assert [(w["whatsapp_number"], w["index"], w["start"]) for w in windows] == [("+4930555000100", 0, "08:00")]
+
+
+def test_route_destinations_include_windows_once() -> None:
+    assert wagw_route_destinations(ROUTES) == ["+4930123456", "+4930123458", "+4930123457"]
