@@ -11,6 +11,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from fake_graph_api import FakeGraphAPI, graph_error
 from wagw_bridge.cli import doctor_checks
 from wagw_bridge.config import ConfigError, Settings
 from wagw_bridge.db import SCHEMA_V1, SCHEMA_VERSION, Database
-from wagw_bridge.dispatch import Dispatcher, backoff, classify
+from wagw_bridge.dispatch import LEASE_MARGIN_SECONDS, Dispatcher, backoff, classify
 
 TOKEN = "EAAG-test-access-token"
 PNID = "100000000000001"
@@ -179,18 +180,53 @@ def test_unreachable_api_is_retried(bridge: Bridge, tmp_path: Path, clock: FakeC
     d.close()
 
 
-def test_interrupted_send_goes_out_again(
+def test_interrupted_send_goes_out_again_after_its_lease(
     bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
 ) -> None:
     api, url = graph
     opt_in(bridge)
     d = dispatcher_for(bridge, url, tmp_path, clock)
-    d._run(lambda tx: tx.execute("UPDATE outbox SET state = 'sending'"))
-    assert d.run_once()["sent"] == 0  # a row being sent is not claimed twice
-    assert d.requeue_interrupted() == 1
+    # another dispatcher claimed the row and died before its answer: the lease still runs
+    claim_time = int(clock())
+    d._claim(claim_time)
+    assert outbox(bridge)[0][1] == "sending"
+    assert d.run_once()["sent"] == 0  # a row under lease is not claimed twice
+    clock.advance(d.s.dispatch_timeout + LEASE_MARGIN_SECONDS)
     assert d.run_once()["sent"] == 1
     assert len(api.requests) == 1
     d.close()
+
+
+def test_two_dispatchers_send_each_message_once(
+    bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two bridge hosts on one database: every queued message goes out exactly once."""
+    api, url = graph
+    users = [f"49170{n:07d}" for n in range(12)]
+    for user in users:
+        value = {
+            "contacts": [{"wa_id": user, "profile": {"name": "K"}}],
+            "messages": [
+                {
+                    "from": user,
+                    "id": f"wamid.in.{user}",
+                    "timestamp": str(int(clock())),
+                    "type": "text",
+                    "text": {"body": "START"},
+                }
+            ],
+        }
+        assert bridge.post(envelope("messages", value)).status_code == 200
+    assert len(outbox(bridge)) == 12
+    first = dispatcher_for(bridge, url, tmp_path, clock)
+    second = dispatcher_for(bridge, url, tmp_path, clock)
+    with ThreadPoolExecutor(2) as pool:
+        counts = list(pool.map(lambda d: d.run_once(), [first, second]))
+    assert sum(c["sent"] for c in counts) == 12
+    assert sorted(r["body"]["to"] for r in api.requests) == users
+    assert {r[1] for r in outbox(bridge)} == {"sent"}
+    first.close()
+    second.close()
 
 
 @pytest.mark.parametrize(

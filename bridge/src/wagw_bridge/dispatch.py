@@ -12,8 +12,11 @@ token and records the outcome on the row:
 * ``failed`` for what never passes (invalid parameter, re-engagement window closed, recipient
   not on WhatsApp, ...) and once ``dispatch_max_attempts`` is reached.
 
-Delivery is at least once: a row is marked ``sending`` before the POST; a dispatcher that dies
-between the POST and the update leaves it ``sending``, and the next start queues it again.
+Several dispatchers may share one PostgreSQL database (several bridge hosts): each claims one
+row at a time (``FOR UPDATE SKIP LOCKED``) and marks it ``sending`` with a lease
+(``next_attempt_at`` = now + timeout + a minute). Delivery is at least once: a dispatcher that
+dies between the POST and the update leaves the row ``sending``, and once its lease has run out
+any dispatcher claims it again.
 Log lines carry the subject's pseudonym, never the phone number.
 """
 
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import ConfigError, Settings
-from .db import SCHEMA_VERSION, Database, Tx
+from .db import POSTGRES, SCHEMA_VERSION, Database, Tx
 
 log = logging.getLogger("wagw_bridge.dispatch")
 
@@ -59,6 +62,8 @@ RETRY_CODES = frozenset(
 )
 BACKOFF_BASE_SECONDS = 5
 BACKOFF_MAX_SECONDS = 3600
+# A claimed row is someone's for the POST's timeout plus this; then it counts as interrupted.
+LEASE_MARGIN_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -162,32 +167,28 @@ class Dispatcher:
         self.db.close_all()
         self._conn = None
 
-    def requeue_interrupted(self) -> int:
-        """Rows a dead dispatcher left ``sending`` go out again (at least once)."""
-        return int(
-            self._run(
-                lambda tx: (
-                    tx.execute(
-                        "UPDATE outbox SET state = 'queued' WHERE state = 'sending'"
-                    ).rowcount
-                )
-            )
-        )
+    def _claim(self, now: int) -> tuple[Any, ...] | None:
+        """The oldest due row, now ``sending`` under a lease; None when nothing is due."""
+        lock = " FOR UPDATE SKIP LOCKED" if self.db.dialect is POSTGRES else ""
+        lease = now + self.s.dispatch_timeout + LEASE_MARGIN_SECONDS
 
-    def _claim(self, now: int, limit: int) -> list[tuple[Any, ...]]:
-        def claim(tx: Tx) -> list[tuple[Any, ...]]:
-            rows = tx.all(
+        def claim(tx: Tx) -> tuple[Any, ...] | None:
+            row = tx.one(
                 "SELECT id, subject_hash, business_number, body, attempts FROM outbox"
-                " WHERE state = 'queued' AND COALESCE(next_attempt_at, 0) <= ?"
-                " ORDER BY id LIMIT ?",
-                (now, limit),
+                " WHERE state IN ('queued', 'sending') AND COALESCE(next_attempt_at, 0) <= ?"
+                " ORDER BY id LIMIT 1" + lock,
+                (now,),
             )
-            for row in rows:
-                tx.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (row[0],))
-            return [tuple(r) for r in rows]
+            if row is None:
+                return None
+            tx.execute(
+                "UPDATE outbox SET state = 'sending', next_attempt_at = ? WHERE id = ?",
+                (lease, row[0]),
+            )
+            return tuple(row)
 
-        rows: list[tuple[Any, ...]] = self._run(claim)
-        return rows
+        found: tuple[Any, ...] | None = self._run(claim)
+        return found
 
     def _send_one(self, business: str | None, body: str) -> Outcome:
         pnid = self.ids.get(business or "")
@@ -206,9 +207,12 @@ class Dispatcher:
 
     def run_once(self, limit: int = 50) -> dict[str, int]:
         """Send what is due now; returns counts per outcome."""
-        now = int(self.clock())
         counts = {"sent": 0, "retry": 0, "failed": 0}
-        for row_id, shash, business, body, attempts in self._claim(now, limit):
+        for _ in range(limit):
+            claimed = self._claim(int(self.clock()))
+            if claimed is None:
+                break
+            row_id, shash, business, body, attempts = claimed
             outcome = self._send_one(business, body)
             tries = int(attempts or 0) + 1
             if outcome.state == "retry" and tries >= self.s.dispatch_max_attempts:
@@ -268,9 +272,6 @@ class Dispatcher:
     def run_forever(self, stop: threading.Event) -> None:
         if not self.wait_for_schema(stop):
             return
-        requeued = self.requeue_interrupted()
-        if requeued:
-            log.warning("requeued messages left in state sending", extra={"count": requeued})
         log.info("dispatcher started", extra={"interval": self.s.dispatch_interval})
         while not stop.is_set():
             try:
