@@ -25,6 +25,7 @@ import itertools
 import json
 import re
 import threading
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,7 +83,10 @@ class FakeGraphAPI:
         return 200, {
             "messaging_product": "whatsapp",
             "contacts": [{"input": body["to"], "wa_id": body["to"].lstrip("+")}],
-            "messages": [{"id": f"wamid.FAKE{n:08d}", "message_status": "accepted"}],
+            # unique across restarts too, like Meta's ids (a verify run may start a new fake)
+            "messages": [
+                {"id": f"wamid.FAKE{n:06d}{uuid.uuid4().hex.upper()}", "message_status": "accepted"}
+            ],
         }
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:

@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 
-from conftest import BUSINESS, USER, Bridge, FakeClock, envelope, free_port, make_settings
+from conftest import (
+    BUSINESS,
+    USER,
+    Bridge,
+    FakeClock,
+    envelope,
+    free_port,
+    make_settings,
+    status_update,
+)
 from fake_graph_api import FakeGraphAPI, graph_error
 from wagw_bridge.cli import doctor_checks
 from wagw_bridge.config import ConfigError, Settings
@@ -309,3 +318,52 @@ def test_doctor_reports_the_outbox(
     checks = {c: (lv, d) for lv, c, d in doctor_checks(d.s)}
     assert checks["outbox"] == ("warn", "1 failed; see last_error in the outbox table")
     d.close()
+
+
+def test_status_webhooks_record_the_delivery(
+    bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
+) -> None:
+    _, url = graph
+    opt_in(bridge)
+    d = dispatcher_for(bridge, url, tmp_path, clock)
+    d.run_once()
+    d.close()
+    wamid = outbox(bridge)[0][5]
+    t = int(clock())
+
+    def delivery() -> tuple[Any, ...]:
+        return bridge.rt.reader.run(
+            lambda tx: tx.one("SELECT delivery_status, delivery_status_at, last_error FROM outbox")
+        )
+
+    assert bridge.post(status_update(wamid, "delivered", ts=t + 2)).status_code == 200
+    assert tuple(delivery()) == ("delivered", t + 2, None)
+    # out of order: "sent" (earlier) arrives after "delivered" and changes nothing
+    assert bridge.post(status_update(wamid, "sent", ts=t + 1)).status_code == 200
+    assert tuple(delivery()) == ("delivered", t + 2, None)
+    assert bridge.post(status_update(wamid, "read", ts=t + 9)).status_code == 200
+    assert delivery()[0] == "read"
+    # a status about a message that is not ours touches nothing
+    assert bridge.post(status_update("wamid.OTHER", "failed", ts=t + 20)).status_code == 200
+    assert delivery()[0] == "read"
+
+
+def test_failed_delivery_keeps_metas_error(
+    bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
+) -> None:
+    _, url = graph
+    opt_in(bridge)
+    d = dispatcher_for(bridge, url, tmp_path, clock)
+    d.run_once()
+    d.close()
+    wamid = outbox(bridge)[0][5]
+    failed = status_update(wamid, "failed", ts=int(clock()) + 5)
+    failed["entry"][0]["changes"][0]["value"]["statuses"][0]["errors"] = [
+        {"code": 131026, "title": "Message undeliverable"}
+    ]
+    assert bridge.post(failed).status_code == 200
+    status, _, error = bridge.rt.reader.run(
+        lambda tx: tx.one("SELECT delivery_status, delivery_status_at, last_error FROM outbox")
+    )
+    assert status == "failed"
+    assert error == "delivery failed: code 131026: Message undeliverable"

@@ -132,14 +132,19 @@ SCHEMA_V1 = [
     )""",
     "CREATE INDEX IF NOT EXISTS outbox_subject ON outbox (subject_hash)",
 ]
-# v2: the outbox dispatcher's bookkeeping (wagw_bridge.dispatch) and the sending number.
+# v2: the outbox dispatcher's bookkeeping (wagw_bridge.dispatch), the sending number and the
+# delivery status Meta reports for a sent message.
 SCHEMA_V2 = [
     "ALTER TABLE outbox ADD COLUMN business_number TEXT",
     "ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE outbox ADD COLUMN next_attempt_at {bigint}",
     "ALTER TABLE outbox ADD COLUMN last_error TEXT",
     "ALTER TABLE outbox ADD COLUMN wamid TEXT",
+    # Meta's status webhooks for a sent message: sent | delivered | read | failed, and when.
+    "ALTER TABLE outbox ADD COLUMN delivery_status TEXT",
+    "ALTER TABLE outbox ADD COLUMN delivery_status_at {bigint}",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS outbox_wamid ON outbox (wamid)",
 ]
 MIGRATIONS: dict[int, list[str]] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 

@@ -189,12 +189,31 @@ class Domain:
                     res.duplicates += 1
                     continue
                 res.stored += 1
+                if ev.kind == "status" and ev.ref_id:
+                    self._track_delivery(tx, ev)
                 if ev.subject and shash:
                     action = self._apply_consent(tx, ev, ev.subject, shash, w.now)
                     if action:
                         res.ledger.append((action, shash[:16]))
             results.append(res)
         return results
+
+    @staticmethod
+    def _track_delivery(tx: Tx, ev: Event) -> None:
+        """A status webhook about a message of ours (its wamid) updates that outbox row: the
+        proof that the confirmation request reached the user. Statuses may arrive out of
+        order; the latest by Meta's timestamp wins."""
+        error = None
+        errors = ev.data.get("errors") if isinstance(ev.data, dict) else None
+        if ev.status == "failed" and isinstance(errors, list) and errors:
+            first = errors[0] if isinstance(errors[0], dict) else {}
+            error = f"delivery failed: code {first.get('code')}: {first.get('title', '')}"[:200]
+        tx.execute(
+            "UPDATE outbox SET delivery_status = ?, delivery_status_at = ?,"
+            " last_error = COALESCE(?, last_error)"
+            " WHERE wamid = ? AND COALESCE(delivery_status_at, 0) <= ?",
+            (ev.status, ev.occurred_at, error, ev.ref_id, ev.occurred_at),
+        )
 
     def _intent(self, ev: Event) -> str | None:
         s = self.s
@@ -445,7 +464,8 @@ class Domain:
         )
         outbox = rows(
             "SELECT id, recipient, business_number, kind, body, state, source_event, created_at,"
-            " sent_at, attempts, last_error, wamid FROM outbox WHERE subject_hash = ? ORDER BY id"
+            " sent_at, attempts, last_error, wamid, delivery_status, delivery_status_at"
+            " FROM outbox WHERE subject_hash = ? ORDER BY id"
         )
         for msg in outbox:
             msg["body"] = json.loads(msg["body"])
