@@ -19,6 +19,7 @@ import pytest
 
 from conftest import (
     BUSINESS,
+    INTERNAL_TOKEN,
     USER,
     Bridge,
     FakeClock,
@@ -367,3 +368,29 @@ def test_failed_delivery_keeps_metas_error(
     )
     assert status == "failed"
     assert error == "delivery failed: code 131026: Message undeliverable"
+
+
+def test_metrics_show_the_outbox(
+    bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
+) -> None:
+    api, url = graph
+    opt_in(bridge)
+    clock.advance(30)
+
+    def scrape() -> str:
+        return bridge.client.get(
+            "/metrics", headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+        ).text
+
+    text = scrape()
+    assert 'wagw_outbox_messages{state="queued"} 1' in text
+    assert 'wagw_outbox_messages{state="failed"} 0' in text
+    assert "wagw_outbox_oldest_queued_age_seconds 30" in text
+    api.script.append((400, graph_error(131047, "Re-engagement message")))
+    d = dispatcher_for(bridge, url, tmp_path, clock)
+    d.run_once()
+    d.close()
+    text = scrape()
+    assert 'wagw_outbox_messages{state="queued"} 0' in text
+    assert 'wagw_outbox_messages{state="failed"} 1' in text
+    assert "wagw_outbox_oldest_queued_age_seconds 0" in text

@@ -358,9 +358,36 @@ async def healthz(request: Request) -> Response:
     return _json({"status": "ok", "database": rt.db.dialect.name, "schema_version": version})
 
 
+OUTBOX_STATES = ("queued", "sending", "sent", "failed")
+
+
+def _outbox_gauges(tx: Any, now: int) -> str:
+    """Outbox state from the database: the dispatcher is a process of its own, so the counts
+    are read at scrape time (alert on failed messages, or on queued ones getting old)."""
+    counts = dict.fromkeys(OUTBOX_STATES, 0)
+    for state, n in tx.all("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
+        counts[str(state)] = int(n)
+    oldest = tx.one("SELECT MIN(created_at) FROM outbox WHERE state = 'queued'")[0]
+    lines = [
+        "# HELP wagw_outbox_messages Messages to WhatsApp users in the outbox, by state.",
+        "# TYPE wagw_outbox_messages gauge",
+        *(f'wagw_outbox_messages{{state="{k}"}} {v}' for k, v in counts.items()),
+        "# HELP wagw_outbox_oldest_queued_age_seconds Age of the oldest queued message (0: none).",
+        "# TYPE wagw_outbox_oldest_queued_age_seconds gauge",
+        f"wagw_outbox_oldest_queued_age_seconds {max(0, now - int(oldest)) if oldest else 0}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 async def metrics(request: Request) -> Response:
     rt = _rt(request)
-    return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    text = rt.metrics.render()
+    now = rt.now()
+    try:
+        text += await rt.reader.arun(lambda tx: _outbox_gauges(tx, now))
+    except Exception:  # a scrape never fails for the database: the counters still count
+        log.exception("outbox gauges unavailable")
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 class BridgeApp(Starlette):
