@@ -43,15 +43,24 @@ bridge-test: setup ## the webhook bridge: ruff, mypy, pytest (SQLite and a real 
 	@echo "bridge-test: ruff, mypy and pytest passed"
 
 # One Molecule scenario after the other (2 cores): default = the all-in-one gateway with real
-# calls and the webhook bridge; tls = ACME against Pebble, renewal, dns-01 on moto, testssl.
-MOLECULE_SCENARIOS := default:wagw-molecule-aio tls:wagw-molecule-tls
+# calls and the webhook bridge; split = the same client on an edge host and a media+bridge
+# host; tls = ACME against Pebble, renewal, dns-01 on moto, testssl.
+# scenario:container[,container...]; each container gets its own cgroup volume, passed as
+# WAGW_CGROUP_VOLUME_<NAME> (and the first also as WAGW_CGROUP_VOLUME).
+MOLECULE_SCENARIOS := default:wagw-molecule-aio split:wagw-split-edge,wagw-split-media tls:wagw-molecule-tls
 molecule: image
+	podman network exists wagw-split || podman network create --subnet 10.89.77.0/24 wagw-split >/dev/null
 	rc=0; for pair in $(MOLECULE_SCENARIOS); do \
-	  scenario=$${pair%%:*} container=$${pair#*:}; \
-	  scripts/container.sh rm $$container; \
-	  WAGW_CGROUP_VOLUME=$$(scripts/container.sh cgroup-volume $$container) \
-	    $(BIN)/molecule test -s $$scenario || rc=$$?; \
-	  scripts/container.sh rm $$container; \
+	  scenario=$${pair%%:*} containers=$${pair#*:}; \
+	  unset WAGW_CGROUP_VOLUME; \
+	  for c in $${containers//,/ }; do \
+	    scripts/container.sh rm $$c; \
+	    volume=$$(scripts/container.sh cgroup-volume $$c); \
+	    export WAGW_CGROUP_VOLUME_$$(echo $$c | tr a-z- A-Z_)=$$volume; \
+	    export WAGW_CGROUP_VOLUME=$${WAGW_CGROUP_VOLUME:-$$volume}; \
+	  done; \
+	  $(BIN)/molecule test -s $$scenario || rc=$$?; \
+	  for c in $${containers//,/ }; do scripts/container.sh rm $$c; done; \
 	done; exit $$rc
 
 bench: image ## converge timing against a plain apt-get install; webhook load against a bare endpoint
@@ -59,4 +68,4 @@ bench: image ## converge timing against a plain apt-get install; webhook load ag
 	benchmarks/webhook.sh
 
 clean: demo-destroy
-	@for pair in $(MOLECULE_SCENARIOS); do scripts/container.sh rm $${pair#*:}; done
+	@for pair in $(MOLECULE_SCENARIOS); do containers=$${pair#*:}; for c in $${containers//,/ }; do scripts/container.sh rm $$c; done; done
