@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,30 @@ class _Deadlock(Exception):
     sqlstate = "40P01"
 
 
-def test_writer_retries_a_batch_that_hit_a_deadlock(tmp_path: Path) -> None:
-    """A batch aborted by a deadlock runs again as one batch, not one item at a time."""
+def commit_batch(tmp_path: Path, runner: Callable[[Tx, Any], list[str]], items: int) -> list[Any]:
+    """Hand ``items`` work items whose batch runner is ``runner`` to a real writer's batch commit."""
     db = Database(str(tmp_path / "w.sqlite3"))
     db.migrate(int(time.time()))
+
+    class Item:
+        run_batch = staticmethod(runner)
+
+        def __call__(self, tx: Tx) -> str:
+            return runner(tx, [self])[0]
+
+    async def main() -> list[Any]:
+        writer = GroupCommitWriter(db)
+        await writer.start()
+        try:
+            return writer._commit_batch_locked([Item() for _ in range(items)])
+        finally:
+            await writer.stop()
+
+    return asyncio.run(main())
+
+
+def test_writer_retries_a_batch_that_hit_a_deadlock(tmp_path: Path) -> None:
+    """A batch aborted by a deadlock runs again as one batch, not one item at a time."""
     calls: list[int] = []
 
     def runner(tx: Tx, items: Any) -> list[str]:
@@ -121,27 +142,11 @@ def test_writer_retries_a_batch_that_hit_a_deadlock(tmp_path: Path) -> None:
         tx.execute("SELECT 1")
         return [f"ok{i}" for i in range(len(items))]
 
-    class Item:
-        run_batch = staticmethod(runner)
-
-        def __call__(self, tx: Tx) -> str:
-            return runner(tx, [self])[0]
-
-    async def main() -> list[Any]:
-        writer = GroupCommitWriter(db)
-        await writer.start()
-        try:
-            return writer._commit_batch_locked([Item(), Item(), Item()])
-        finally:
-            await writer.stop()
-
-    assert asyncio.run(main()) == ["ok0", "ok1", "ok2"]
+    assert commit_batch(tmp_path, runner, 3) == ["ok0", "ok1", "ok2"]
     assert calls == [3, 3]
 
 
 def test_writer_runs_other_failures_one_by_one(tmp_path: Path) -> None:
-    db = Database(str(tmp_path / "w.sqlite3"))
-    db.migrate(int(time.time()))
     calls: list[int] = []
 
     def runner(tx: Tx, items: Any) -> list[str]:
@@ -150,19 +155,5 @@ def test_writer_runs_other_failures_one_by_one(tmp_path: Path) -> None:
             raise DBError("one bad item")
         return ["ok"]
 
-    class Item:
-        run_batch = staticmethod(runner)
-
-        def __call__(self, tx: Tx) -> str:
-            return runner(tx, [self])[0]
-
-    async def main() -> list[Any]:
-        writer = GroupCommitWriter(db)
-        await writer.start()
-        try:
-            return writer._commit_batch_locked([Item(), Item()])
-        finally:
-            await writer.stop()
-
-    assert asyncio.run(main()) == ["ok", "ok"]
+    assert commit_batch(tmp_path, runner, 2) == ["ok", "ok"]
     assert calls == [2, 1, 1]

@@ -321,51 +321,50 @@ def test_doctor_reports_the_outbox(
     d.close()
 
 
-def test_status_webhooks_record_the_delivery(
-    bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
-) -> None:
-    _, url = graph
+def send_confirmation(bridge: Bridge, url: str, tmp_path: Path, clock: FakeClock) -> str:
+    """Opt in, let a dispatcher send the confirmation request; Meta's message id of it."""
     opt_in(bridge)
     d = dispatcher_for(bridge, url, tmp_path, clock)
     d.run_once()
     d.close()
-    wamid = outbox(bridge)[0][5]
-    t = int(clock())
+    return str(outbox(bridge)[0][5])
 
-    def delivery() -> tuple[Any, ...]:
-        return bridge.rt.reader.run(
+
+def delivery(bridge: Bridge) -> tuple[Any, ...]:
+    return tuple(
+        bridge.rt.reader.run(
             lambda tx: tx.one("SELECT delivery_status, delivery_status_at, last_error FROM outbox")
         )
+    )
 
+
+def test_status_webhooks_record_the_delivery(
+    bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
+) -> None:
+    wamid = send_confirmation(bridge, graph[1], tmp_path, clock)
+    t = int(clock())
     assert bridge.post(status_update(wamid, "delivered", ts=t + 2)).status_code == 200
-    assert tuple(delivery()) == ("delivered", t + 2, None)
+    assert delivery(bridge) == ("delivered", t + 2, None)
     # out of order: "sent" (earlier) arrives after "delivered" and changes nothing
     assert bridge.post(status_update(wamid, "sent", ts=t + 1)).status_code == 200
-    assert tuple(delivery()) == ("delivered", t + 2, None)
+    assert delivery(bridge) == ("delivered", t + 2, None)
     assert bridge.post(status_update(wamid, "read", ts=t + 9)).status_code == 200
-    assert delivery()[0] == "read"
+    assert delivery(bridge)[0] == "read"
     # a status about a message that is not ours touches nothing
     assert bridge.post(status_update("wamid.OTHER", "failed", ts=t + 20)).status_code == 200
-    assert delivery()[0] == "read"
+    assert delivery(bridge)[0] == "read"
 
 
 def test_failed_delivery_keeps_metas_error(
     bridge: Bridge, graph: tuple[FakeGraphAPI, str], tmp_path: Path, clock: FakeClock
 ) -> None:
-    _, url = graph
-    opt_in(bridge)
-    d = dispatcher_for(bridge, url, tmp_path, clock)
-    d.run_once()
-    d.close()
-    wamid = outbox(bridge)[0][5]
+    wamid = send_confirmation(bridge, graph[1], tmp_path, clock)
     failed = status_update(wamid, "failed", ts=int(clock()) + 5)
     failed["entry"][0]["changes"][0]["value"]["statuses"][0]["errors"] = [
         {"code": 131026, "title": "Message undeliverable"}
     ]
     assert bridge.post(failed).status_code == 200
-    status, _, error = bridge.rt.reader.run(
-        lambda tx: tx.one("SELECT delivery_status, delivery_status_at, last_error FROM outbox")
-    )
+    status, _, error = delivery(bridge)
     assert status == "failed"
     assert error == "delivery failed: code 131026: Message undeliverable"
 

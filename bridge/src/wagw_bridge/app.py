@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 from . import openapi
 from .config import Settings
 from .db import Database, GroupCommitWriter, Reader
+from .dispatch import outbox_counts
 from .events import parse_delivery
 from .observability import InvalidNumber, Metrics, Pseudonymizer, normalize_e164
 from .routing import RoutesError, RoutingTable
@@ -358,15 +359,10 @@ async def healthz(request: Request) -> Response:
     return _json({"status": "ok", "database": rt.db.dialect.name, "schema_version": version})
 
 
-OUTBOX_STATES = ("queued", "sending", "sent", "failed")
-
-
 def _outbox_gauges(tx: Any, now: int) -> str:
     """Outbox state from the database: the dispatcher is a process of its own, so the counts
     are read at scrape time (alert on failed messages, or on queued ones getting old)."""
-    counts = dict.fromkeys(OUTBOX_STATES, 0)
-    for state, n in tx.all("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
-        counts[str(state)] = int(n)
+    counts = outbox_counts(tx)
     oldest = tx.one("SELECT MIN(created_at) FROM outbox WHERE state = 'queued'")[0]
     lines = [
         "# HELP wagw_outbox_messages Messages to WhatsApp users in the outbox, by state.",

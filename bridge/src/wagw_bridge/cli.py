@@ -170,8 +170,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
 
 
 def _outbox_check(settings: Settings, conn: Any, db: Database) -> tuple[str, str, str]:
-    rows = Tx(conn, db.dialect).all("SELECT state, COUNT(*) FROM outbox GROUP BY state")
-    counts = {str(state): int(n) for state, n in rows}
+    counts = {s: n for s, n in dispatch.outbox_counts(Tx(conn, db.dialect)).items() if n}
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "empty"
     if not settings.access_token:
         waiting = counts.get("queued", 0)

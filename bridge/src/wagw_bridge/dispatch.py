@@ -95,6 +95,19 @@ def backoff(attempts: int) -> int:
     return int(min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
+OUTBOX_STATES = ("queued", "sending", "sent", "failed")
+# Messages one round sends at most before it looks again at once (rather than sleeping).
+ROUND_LIMIT = 50
+
+
+def outbox_counts(tx: Tx) -> dict[str, int]:
+    """Outbox rows per state, every state present (0 when none): for doctor and /metrics."""
+    counts = dict.fromkeys(OUTBOX_STATES, 0)
+    for state, n in tx.all("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
+        counts[str(state)] = int(n)
+    return counts
+
+
 def parse_phone_number_ids(pairs: tuple[str, ...]) -> dict[str, str]:
     """``("+4930555000100=100000000000001", ...)`` -> {business number: phone-number-id}."""
     out: dict[str, str] = {}
@@ -151,11 +164,15 @@ class Dispatcher:
             "Content-Type": "application/json",
         }
 
-    def _run(self, fn: Callable[[Tx], Any]) -> Any:
+    def _connection(self) -> Any:
         if self._conn is None:
             self._conn = self.db.connect()
+        return self._conn
+
+    def _run(self, fn: Callable[[Tx], Any]) -> Any:
+        conn = self._connection()
         with self.db.writer_lock():
-            return self.db.run(self._conn, fn)
+            return self.db.run(conn, fn)
 
     def _update(self, sql: str, params: tuple[Any, ...]) -> None:
         def update(tx: Tx) -> None:
@@ -205,7 +222,7 @@ class Dispatcher:
             return Outcome("retry", f"{type(exc).__name__}: {exc}"[:200])
         return classify(status, answer)
 
-    def run_once(self, limit: int = 50) -> dict[str, int]:
+    def run_once(self, limit: int = ROUND_LIMIT) -> dict[str, int]:
         """Send what is due now; returns counts per outcome."""
         counts = {"sent": 0, "retry": 0, "failed": 0}
         for _ in range(limit):
@@ -255,9 +272,7 @@ class Dispatcher:
         """The service migrates the schema at its start; this process only waits for it."""
         warned = False
         while not stop.is_set():
-            if self._conn is None:
-                self._conn = self.db.connect()
-            version = self.db.schema_version(self._conn)
+            version = self.db.schema_version(self._connection())
             if version >= SCHEMA_VERSION:
                 return True
             if not warned:
@@ -280,7 +295,7 @@ class Dispatcher:
                 log.exception("dispatch round failed")
                 counts = {}
             # A full round may have left more due rows: go again at once.
-            if sum(counts.values()) < 50:
+            if sum(counts.values()) < ROUND_LIMIT:
                 stop.wait(self.s.dispatch_interval)
         self.close()
 
