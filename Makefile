@@ -43,11 +43,11 @@ bridge-test: setup ## the webhook bridge: ruff, mypy, pytest (SQLite and a real 
 	@echo "bridge-test: ruff, mypy and pytest passed"
 
 # One Molecule scenario after the other (2 cores): default = the all-in-one gateway with real
-# calls and the webhook bridge; split = the same client on an edge host and a media+bridge
-# host; tls = ACME against Pebble, renewal, dns-01 on moto, testssl.
+# calls and the webhook bridge; split = the same client on an edge host, two media nodes and a
+# bridge host; tls = ACME against Pebble, renewal, dns-01 on moto, testssl.
 # scenario:container[,container...]; each container gets its own cgroup volume, passed as
 # WAGW_CGROUP_VOLUME_<NAME> (and the first also as WAGW_CGROUP_VOLUME).
-MOLECULE_SCENARIOS := default:wagw-molecule-aio split:wagw-split-edge,wagw-split-media tls:wagw-molecule-tls
+MOLECULE_SCENARIOS := default:wagw-molecule-aio split:wagw-split-edge,wagw-split-media-a,wagw-split-media-b,wagw-split-bridge tls:wagw-molecule-tls
 molecule: image
 	podman network exists wagw-split || podman network create --subnet 10.89.77.0/24 wagw-split >/dev/null
 	rc=0; for pair in $(MOLECULE_SCENARIOS); do \

@@ -7,7 +7,11 @@ Starts, on loopback, with the same uvicorn settings (uvloop + httptools, no acce
   * a bare ASGI app answering 200 immediately (the baseline), served the same way: the bridge's
     uvicorn settings, and with N > 1 workers the bridge's supervisor and SO_REUSEPORT sockets.
     The bare app is measured with 1 process and with the bridge's N processes; the ratio is
-    taken to the faster of the two (the stricter baseline).
+    taken to the faster of the two (the stricter baseline);
+  * the ceiling of any durable store: the same bridge whose group-commit writer, instead of
+    its SQL transaction, appends the batch's bodies to a file of its own and fdatasyncs it.
+    Everything else (HTTP, limits, signature, JSON, event parsing, batching, the answer) is the
+    bridge's own code. It shows how much of the gap to the bare rate is storage.
 A raw asyncio HTTP/1.1 keep-alive client (little client overhead) fires pre-signed deliveries,
 each carrying a new message id (so every one is stored), over C concurrent connections for
 D seconds, and prints deliveries/s, p50/p99 latency and the ratio to the bare rate measured at
@@ -203,7 +207,31 @@ else:
 """
 
 
-def start_bridge(database: str, port: int, workers: int | None) -> subprocess.Popen:
+# A measuring device, not a mode of the product: nothing is deduplicated or reaches the ledger.
+CEILING_SERVER = """
+import contextlib, os, sys
+from wagw_bridge import db
+from wagw_bridge.cli import main
+from wagw_bridge.service import IngestResult
+
+def append_only(self, fns):
+    fd = getattr(self, "_journal_fd", None)
+    if fd is None:
+        path = f"{self.db.target}-{os.getpid()}.journal"
+        fd = self._journal_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.write(fd, b"".join(f.raw[2].encode() + b"\\n" for f in fns))
+    os.fdatasync(fd)
+    return [IngestResult(len(f.events), len(f.events), 0, [], []) for f in fns]
+
+db.GroupCommitWriter._commit_batch_locked = append_only
+db.Database.writer_lock = lambda self: contextlib.nullcontext()  # one file per process
+sys.exit(main(["serve"]))
+"""
+
+
+def start_bridge(
+    database: str, port: int, workers: int | None, script: Path | None = None
+) -> subprocess.Popen:
     env = {
         **os.environ,
         **ENV,
@@ -213,7 +241,9 @@ def start_bridge(database: str, port: int, workers: int | None) -> subprocess.Po
         "WAGW_BRIDGE_INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "wagw_bridge.cli", "serve"],
+        [sys.executable, str(script)]
+        if script
+        else [sys.executable, "-m", "wagw_bridge.cli", "serve"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -268,7 +298,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--connections", default="16,32,64", help="comma-separated connection counts")
     ap.add_argument(
-        "--max-rate", type=int, default=12000, help="pre-generated bridge deliveries per second"
+        "--max-rate", type=int, default=20000, help="pre-generated bridge deliveries per second"
     )
     ap.add_argument(
         "--workers",
@@ -288,6 +318,8 @@ def main() -> int:
     except ImportError:
         pass
     tmp = Path(tempfile.mkdtemp(prefix="wagw-bench-"))
+    ceiling = tmp / "ceiling_server.py"
+    ceiling.write_text(CEILING_SERVER)
     run = str(int(time.time()))
     pg = None
     results: list[dict[str, Any]] = []
@@ -321,6 +353,17 @@ def main() -> int:
                         lambda p, c=c, n=n: start_bridge(str(tmp / f"bench-{c}-{n}.sqlite3"), p, n),
                         args,
                         f"{tag}s{n}",
+                        c,
+                    )
+                )
+                results.append(
+                    run_case(
+                        f"bridge, append+fdatasync only, {n} proc",
+                        lambda p, c=c, n=n: start_bridge(
+                            str(tmp / f"ceiling-{c}-{n}"), p, n, ceiling
+                        ),
+                        args,
+                        f"{tag}j{n}",
                         c,
                     )
                 )
