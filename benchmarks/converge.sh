@@ -11,7 +11,9 @@ export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 base=wagw-bench-baseline gw=wagw-bench-converge
 work=$(mktemp -d)
 rm_containers() { scripts/container.sh rm "$base"; scripts/container.sh rm "$gw"; }
-trap 'rm_containers; rm -rf "$work"' EXIT
+# WAGW_BENCH_LOGS=DIR keeps the playbook logs (full profile_tasks recaps) for analysis.
+keep_logs() { [[ -z ${WAGW_BENCH_LOGS:-} ]] || { mkdir -p "$WAGW_BENCH_LOGS" && cp "$work"/*.log "$WAGW_BENCH_LOGS"/; }; }
+trap 'keep_logs; rm_containers; rm -rf "$work"' EXIT
 rm_containers 2>/dev/null || true
 
 # The packages the roles install, read from the roles' own defaults.

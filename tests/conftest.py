@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+
+
+def run_module(module: str, args: dict[str, Any], *flags: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Runs one of plugins/modules on the controller with ``ansible localhost -m`` (the
+    project's ansible.cfg, so through the same strategy as the playbooks) and returns its result."""
+    run_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+                   ANSIBLE_LOAD_CALLBACK_PLUGINS="1", **(env or {}))
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", module,
+         "-a", json.dumps(args), *flags],
+        capture_output=True, text=True, env=run_env, cwd=ROOT, check=False, timeout=120)
+    # The JSON document comes first; ansible.cfg's profile_tasks prints its table after it.
+    out, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    result: dict[str, Any] = out["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result
 
 
 @pytest.fixture

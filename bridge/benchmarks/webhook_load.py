@@ -168,6 +168,30 @@ async def load(
     }
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by a process and its live
+    descendants (the bridge's supervisor forks its workers), from /proc/<pid>/stat."""
+    table: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        table[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, (ppid, _) in table.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(table[pid][1] for pid in tree if pid in table) / CLK_TCK
+
+
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -285,7 +309,15 @@ def run_case(
         reqs = [request_bytes(payload(i, run), port) for i in range(total)]
         warm = [request_bytes(payload(10**8 + i, run), port) for i in range(500)]
         asyncio.run(load(port, warm, connections, 2))
+        # Where the two cores go: the server's CPU (every process and thread of it) and this
+        # client's, per delivery. A rate is bounded by the sum of the two.
+        server0, client0 = tree_cpu(proc.pid), time.process_time()
         res = asyncio.run(load(port, reqs, connections, args.duration, cycle=bare))
+        server_s, client_s = tree_cpu(proc.pid) - server0, time.process_time() - client0
+        n = max(res["requests"], 1)
+        res["server_cpu_us"] = 1e6 * server_s / n
+        res["client_cpu_us"] = 1e6 * client_s / n
+        res["server_cores"] = server_s * res["rate"] / n
     finally:
         stop(proc)
     res["name"] = name
@@ -383,7 +415,7 @@ def main() -> int:
             pg.stop()
     print(
         f"\n{'case':40} {'conns':>5} {'deliveries/s':>12} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'errors':>7} {'ratio':>6}"
+        f" {'errors':>7} {'ratio':>6} {'srv us':>7} {'cli us':>7} {'srv cores':>9}"
     )
     for c in counts:
         rows = [r for r in results if r["connections"] == c]
@@ -392,12 +424,17 @@ def main() -> int:
             r["ratio_to_bare"] = r["rate"] / bare if bare else 0.0
             print(
                 f"{r['name']:40} {c:5d} {r['rate']:12.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}"
-                f" {r['errors']:7d} {r['ratio_to_bare']:6.2f}"
+                f" {r['errors']:7d} {r['ratio_to_bare']:6.2f} {r['server_cpu_us']:7.1f}"
+                f" {r['client_cpu_us']:7.1f} {r['server_cores']:9.2f}"
                 + ("  (request pool exhausted: raise --max-rate)" if r["exhausted"] else "")
             )
     print(
         f"cores: {os.cpu_count()}, bridge workers: {worker_counts},"
         f" duration: {args.duration}s per case; ratio: to the faster bare case"
+    )
+    print(
+        "srv us / cli us: CPU time per delivery of the server (all its processes and threads)"
+        " and of this load client; srv cores: the server's CPU use during the run"
     )
     print("JSON " + json.dumps(results))
     return 1 if any(r["errors"] for r in results) else 0

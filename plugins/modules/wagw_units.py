@@ -76,6 +76,15 @@ changed_units:
   type: list
   elements: str
   sample: [wagw-bridge.service]
+started_units:
+  description:
+    - The units that were (or in check mode would be) started because they were not active.
+    - They loaded the configuration as it is now, so a restart handler notified by a
+      configuration change earlier in the same run can skip them.
+  returned: always
+  type: list
+  elements: str
+  sample: [asterisk.service]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -113,6 +122,7 @@ def main() -> None:
         if rc != 0:
             module.fail_json(msg=f"systemctl daemon-reload failed: {err or out}", rc=rc)
     changed_units: list[str] = []
+    started_units: list[str] = []
     before: list[str] = []
     after: list[str] = []
     for unit in module.params["units"]:
@@ -135,10 +145,12 @@ def main() -> None:
         if not verbs:
             continue
         changed_units.append(name)
+        if "start" in verbs:
+            started_units.append(name)
         if not module.check_mode:
             for verb in verbs:
                 _run(module, systemctl, verb, name)
-    result: dict = {"changed": bool(changed_units), "changed_units": changed_units}
+    result: dict = {"changed": bool(changed_units), "changed_units": changed_units, "started_units": started_units}
     if module._diff:
         result["diff"] = {"before": "".join(before), "after": "".join(after)}
     module.exit_json(**result)

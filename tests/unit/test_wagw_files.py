@@ -4,27 +4,15 @@ temporary directory): change detection, idempotence, check mode, diff, secrets, 
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT
+from conftest import run_module as run
 
 
 def run_module(args: dict[str, Any], *flags: str) -> dict[str, Any]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "wagw_files",
-         "-a", json.dumps(args), *flags],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120)
-    # The JSON document comes first; ansible.cfg's profile_tasks prints its table after it.
-    out, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
-    result: dict[str, Any] = out["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    return result
+    return run("wagw_files", args, *flags)
 
 
 def mode(path: Path) -> int:
