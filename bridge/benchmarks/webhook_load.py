@@ -298,8 +298,15 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def run_case(
-    name: str, proc_factory, args: argparse.Namespace, run: str, connections: int
+    name: str,
+    proc_factory,
+    args: argparse.Namespace,
+    run: str,
+    connections: int,
+    database_pid: int | None = None,
 ) -> dict[str, Any]:
+    """One case. ``database_pid``: a database server outside the bridge's process tree
+    (PostgreSQL's postmaster), whose CPU counts as the server's too."""
     port = free_port()
     proc = proc_factory(port)
     try:
@@ -311,9 +318,11 @@ def run_case(
         asyncio.run(load(port, warm, connections, 2))
         # Where the two cores go: the server's CPU (every process and thread of it) and this
         # client's, per delivery. A rate is bounded by the sum of the two.
-        server0, client0 = tree_cpu(proc.pid), time.process_time()
+        roots = [proc.pid] + ([database_pid] if database_pid else [])
+        server0, client0 = sum(map(tree_cpu, roots)), time.process_time()
         res = asyncio.run(load(port, reqs, connections, args.duration, cycle=bare))
-        server_s, client_s = tree_cpu(proc.pid) - server0, time.process_time() - client0
+        server_s = sum(map(tree_cpu, roots)) - server0
+        client_s = time.process_time() - client0
         n = max(res["requests"], 1)
         res["server_cpu_us"] = 1e6 * server_s / n
         res["client_cpu_us"] = 1e6 * client_s / n
@@ -408,6 +417,7 @@ def main() -> int:
                             args,
                             f"{tag}p{n}",
                             c,
+                            int((pg.data / "postmaster.pid").read_text().split()[0]),
                         )
                     )
     finally:
@@ -433,8 +443,9 @@ def main() -> int:
         f" duration: {args.duration}s per case; ratio: to the faster bare case"
     )
     print(
-        "srv us / cli us: CPU time per delivery of the server (all its processes and threads)"
-        " and of this load client; srv cores: the server's CPU use during the run"
+        "srv us / cli us: CPU time per delivery of the server (all its processes and threads,"
+        " with PostgreSQL's server processes in its case) and of this load client;"
+        " srv cores: the server's CPU use during the run"
     )
     print("JSON " + json.dumps(results))
     return 1 if any(r["errors"] for r in results) else 0
