@@ -127,3 +127,16 @@ def test_dns01_with_route53_passes(example_inventory: Path, tmp_path: Path) -> N
     )
     result = run_validate(example_inventory, tmp_path)
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("edges", [["demo-gateway", "edge2"], []], ids=["two", "none"])
+def test_a_client_without_exactly_one_sip_edge_is_refused(example_inventory: Path, tmp_path: Path,
+                                                         edges: list[str]) -> None:
+    hosts = example_inventory / "hosts.yml"
+    data = yaml.safe_load(hosts.read_text())
+    data["all"]["children"]["gateway"]["children"]["sip_edge"]["hosts"] = dict.fromkeys(edges)
+    data["all"]["hosts"]["edge2"] = {"ansible_connection": "local", "wagw_internal_address": "10.0.0.2"}
+    hosts.write_text(yaml.safe_dump(data))
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode != 0
+    assert f"the group sip_edge has {len(edges)} host(s)" in result.stdout
