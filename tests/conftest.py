@@ -17,8 +17,8 @@ sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 
 
 def run_module(module: str, args: dict[str, Any], *flags: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Runs one of plugins/modules on the controller with ``ansible localhost -m`` (the
-    project's ansible.cfg, so through the same strategy as the playbooks) and returns its result."""
+    """Runs one of plugins/modules on the controller with ``ansible localhost -m`` and the
+    project's ansible.cfg; returns the module's result."""
     run_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
                    ANSIBLE_LOAD_CALLBACK_PLUGINS="1", **(env or {}))
     proc = subprocess.run(
