@@ -1,4 +1,4 @@
-# wa-pstn-gateway: the two commands of the README are `make demo` and `make test`.
+# wa-voip-gateway: the two commands of the README are `make demo` and `make test`.
 # Every target installs what it needs (Debian packages, venv, test image) on its own.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts or removes a systemd container of the test image, the way TEST-PLATFORM.md says
-# works here: on a cgroup v1 hybrid host systemd gets a private cgroup2 subtree of
+# Starts or removes a systemd container of the test image, in the way that works on these
+# machines: on a cgroup v1 hybrid host systemd gets a private cgroup2 subtree of
 # /sys/fs/cgroup/unified; on a cgroup v2 host podman's --systemd=always is enough.
 #   scripts/container.sh start NAME [extra podman args...]
 #   scripts/container.sh rm NAME

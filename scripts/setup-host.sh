@@ -24,7 +24,7 @@ conf=/etc/containers/containers.conf.d/50-wagw.conf
 if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ] && [ ! -f "$conf" ]; then
   mkdir -p "$(dirname "$conf")"
   cat > "$conf" <<'CONF'
-# written by wa-pstn-gateway scripts/setup-host.sh (cgroup v1 hybrid host)
+# written by wa-voip-gateway scripts/setup-host.sh (cgroup v1 hybrid host)
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]

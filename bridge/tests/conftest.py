@@ -326,19 +326,21 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return pg.new_database()
 
 
+# The business's phones (phone:<name>) and PBX extensions (pbx:<extension>): never a phone
+# number, no WhatsApp call reaches the PSTN.
 ROUTES = {
     "timezone": "Europe/Berlin",
     "numbers": {
         "+" + BUSINESS: {
-            "destinations": ["PJSIP/+4930999000@carrier"],
+            "destinations": ["pbx:21"],
             "windows": [
                 {
                     "days": ["mon", "tue", "wed", "thu", "fri"],
                     "start": "08:00",
                     "end": "18:00",
-                    "destinations": ["PJSIP/+4930555001@carrier", "PJSIP/+4930555002@carrier"],
+                    "destinations": ["phone:empfang", "phone:werkstatt"],
                 },
-                {"days": ["sat"], "start": "22:00", "end": "02:00", "destinations": ["+4930777"]},
+                {"days": ["sat"], "start": "22:00", "end": "02:00", "destinations": ["pbx:*77"]},
             ],
         },
         "+4940111222": [],

@@ -151,7 +151,7 @@ def test_cli_doctor_fails_before_migrate(cli_env: str, capsys) -> None:
 def test_cli_cycle(cli_env: str, bridge: Bridge, capsys) -> None:
     # the bridge fixture already migrated the same database
     assert main(["migrate"]) == 0
-    assert json.loads(capsys.readouterr().out)["schema_version"] == SCHEMA_VERSION == 2
+    assert json.loads(capsys.readouterr().out)["schema_version"] == SCHEMA_VERSION == 3
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out
@@ -168,7 +168,8 @@ def test_cli_cycle(cli_env: str, bridge: Bridge, capsys) -> None:
     assert main(["purge", "--raw-days", "0"]) == 0
     purged = json.loads(capsys.readouterr().out)
     assert set(purged["deleted"]) == {
-        "raw_payloads", "raw_events", "outbox", "call_records", "consent_proof", "call_permissions"
+        "raw_payloads", "raw_events", "outbox", "call_records", "consent_proof", "consent_uses",
+        "call_permissions", "identities", "identity_links",
     }  # fmt: skip
     assert purged["retention_days"]["raw"] == 0
 

@@ -44,36 +44,36 @@ def test_route_within_window(bridge: Bridge) -> None:
     assert r.status_code == 200
     assert r.json() == {
         "number": "+4930123456",
-        "destinations": ["PJSIP/+4930555001@carrier", "PJSIP/+4930555002@carrier"],
+        "destinations": ["phone:empfang", "phone:werkstatt"],
         "matched": "window:0",
         "timezone": "Europe/Berlin",
     }
     t = bridge.client.get(
         "/internal/route", params={"number": "+4930123456", "format": "text"}, headers=AUTH
     )
-    assert t.text == "PJSIP/+4930555001@carrier&PJSIP/+4930555002@carrier"
+    assert t.text == "phone:empfang&phone:werkstatt"
     assert t.headers["content-type"].startswith("text/plain")
 
 
 def test_route_outside_window_uses_default(bridge: Bridge) -> None:
     at(bridge, 2025, 3, 5, 18, 0)  # Wednesday 18:00: window end is exclusive
     r = bridge.client.get("/internal/route?number=%2B4930123456&format=text", headers=AUTH)
-    assert r.text == "PJSIP/+4930999000@carrier"
+    assert r.text == "pbx:21"
 
 
 def test_route_window_over_midnight_and_dst(bridge: Bridge) -> None:
     at(bridge, 2025, 3, 30, 1, 30)  # Sunday 01:30 (DST change day), Saturday's 22-02 window
     r = bridge.client.get("/internal/route?number=%2B4930123456&format=text", headers=AUTH)
-    assert r.text == "+4930777"
+    assert r.text == "pbx:*77"
     at(bridge, 2025, 3, 29, 23, 0)  # Saturday 23:00
     assert (
         bridge.client.get("/internal/route?number=%2B4930123456&format=text", headers=AUTH).text
-        == "+4930777"
+        == "pbx:*77"
     )
     at(bridge, 2025, 3, 30, 2, 30 + 0)  # after the window (clock jumped to 03:30 CEST anyway)
     assert (
         bridge.client.get("/internal/route?number=%2B4930123456&format=text", headers=AUTH).text
-        != "+4930777"
+        == "pbx:21"
     )
 
 

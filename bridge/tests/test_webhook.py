@@ -231,7 +231,7 @@ def test_healthz(bridge: Bridge) -> None:
     r = bridge.client.get("/healthz")
     assert r.status_code == 200
     assert r.json()["status"] == "ok"
-    assert r.json()["schema_version"] == SCHEMA_VERSION == 2
+    assert r.json()["schema_version"] == SCHEMA_VERSION == 3
 
 
 def test_secret_not_in_openapi_or_logs(bridge: Bridge, caplog) -> None:

@@ -1,8 +1,17 @@
-"""Filters that turn the client inventory (what an MSP writes) into role parameters."""
+"""Filters that turn the client inventory (what an MSP writes) into role parameters, and the
+rules of the client inventory that are easier to state in Python than in Jinja."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from pathlib import Path
+
+# The single-value rules (E.164, phone names, addresses) are the Jinja tests of plugins/test/wagw.py;
+# loaded from there by path, as Ansible loads plugins (not a package).
+_spec = importlib.util.spec_from_file_location("wagw_tests", Path(__file__).resolve().parents[1] / "test" / "wagw.py")
+_tests = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(_tests)  # type: ignore[union-attr]
 
 DOCUMENTATION_SIP_ACCOUNTS = """
 name: wagw_sip_accounts
@@ -10,24 +19,40 @@ short_description: WhatsApp numbers of a client as SIP accounts
 description:
   - Takes C(wagw_whatsapp.numbers) (items with C(number) and C(sip_password)) and returns
     items C({number, password}) as the kamailio and asterisk roles expect them.
+  - With I(srtp_default) (the client's C(srtp_key_exchange)), each item also gets
+    C(media_encryption), C(sdes) or C(dtls): the number's own C(srtp_key_exchange) or the default.
 """
 
+# A WhatsApp call rings the business's phone system over VoIP, never the PSTN (Meta's Calling
+# documentation, "integration patterns": its terms disallow the PSTN on any leg of a WhatsApp
+# call). A route's destination is therefore one of these two, and nothing else:
+#   phone:<name>       an account of wagw_phones (a phone registered to the SIP edge)
+#   pbx:<extension>    an extension of wagw_pbx (the business's own IP-PBX)
+# An extension: up to 8 digits or *, never a leading 0 before more digits (the usual outside-line
+# prefix of a PBX: pbx:0301234567 would be the PSTN through the PBX).
+PBX_EXTENSION_RE = re.compile(r"^(0|[1-9*][0-9*]{0,7})$")
+# What a phone number looks like, however it is written: the PSTN, refused with Meta's rule.
+PSTN_LIKE_RE = re.compile(r"^(tel:|sips?:)?\+?[0-9][0-9 ()/.-]{2,}(@.*)?$")
+NO_PSTN_RULE = (
+    "Meta's terms disallow the PSTN on any leg of a WhatsApp call (WhatsApp Business Calling API, "
+    "'integration patterns'): a WhatsApp call may ring only the business's phones or IP-PBX over VoIP. "
+    "Name a phone account (phone:<name>) or a PBX extension (pbx:<extension>); see docs/architecture.md, "
+    "'No PSTN on a WhatsApp call'"
+)
 
-def wagw_sip_accounts(numbers: list[dict]) -> list[dict]:
+
+def wagw_sip_accounts(numbers: list[dict], srtp_default: str | None = None) -> list[dict]:
     accounts = []
     for item in numbers:
         if "number" not in item or "sip_password" not in item:
             raise ValueError(
                 "each wagw_whatsapp.numbers item needs 'number' and 'sip_password'"
             )
-        accounts.append({"number": str(item["number"]), "password": str(item["sip_password"])})
+        account = {"number": str(item["number"]), "password": str(item["sip_password"])}
+        if srtp_default is not None:
+            account["media_encryption"] = str(item.get("srtp_key_exchange") or srtp_default).lower()
+        accounts.append(account)
     return accounts
-
-
-def wagw_unmatched(values: list[str], patterns: list[str]) -> list[str]:
-    """Values that match none of the regular expressions (re.search semantics)."""
-    compiled = [re.compile(p) for p in patterns]
-    return [v for v in values if not any(c.search(str(v)) for c in compiled)]
 
 
 def wagw_route_windows(routes: list[dict]) -> list[dict]:
@@ -40,17 +65,131 @@ def wagw_route_windows(routes: list[dict]) -> list[dict]:
 
 
 def wagw_route_destinations(routes: list[dict]) -> list[str]:
-    """Every landline a route may ring: its default destinations and those of its windows."""
+    """Every destination a route may ring: its default destinations and those of its windows."""
     found = [str(d) for route in routes for d in route.get("destinations") or []]
     found += [str(d) for window in wagw_route_windows(routes) for d in window.get("destinations") or []]
     return list(dict.fromkeys(found))
+
+
+def wagw_destination_errors(routes: list[dict], phone_names: list[str] | None = None,
+                            has_pbx: bool = True) -> list[str]:
+    """Why the routes' destinations are refused, one sentence each (empty: all are fine).
+
+    A destination must name one of ``phone_names`` (any valid name when None) or, with a PBX,
+    one of its extensions; anything that looks like a phone number is refused with Meta's rule.
+    The single statement of the destination rule: the client check, the asterisk role and the
+    webhook_bridge role all call it."""
+    pstn: list[str] = []
+    errors: list[str] = []
+    for dest in wagw_route_destinations(routes):
+        kind, _, ident = dest.partition(":")
+        if kind == "phone" and _tests.wagw_phone_name(ident):
+            if phone_names is not None and ident not in phone_names:
+                errors.append(f"{dest} names no phone account {sorted(phone_names)}")
+        elif kind == "pbx" and PBX_EXTENSION_RE.match(ident):
+            if not has_pbx:
+                errors.append(f"{dest} names a PBX extension, but there is no PBX")
+        elif kind == "pbx" and re.match(r"^0[0-9*]+$", ident):
+            errors.append(f"{dest} would dial an outside line at the PBX (a leading 0): {NO_PSTN_RULE}")
+        elif PSTN_LIKE_RE.match(dest):
+            pstn.append(dest)
+        else:
+            errors.append(
+                f"{dest} is neither phone:<name> (lower-case letters, digits and _) "
+                "nor pbx:<extension> (up to 8 digits and *, no leading 0 before more digits: that is an outside line)"
+            )
+    if pstn:
+        errors.insert(0, f"{pstn} are phone numbers (the PSTN): {NO_PSTN_RULE}")
+    return errors
+
+
+def wagw_phone_name_errors(phones: dict | None) -> list[str]:
+    """Account names of wagw_phones that are not valid or not unique."""
+    names = [str(a.get("name")) for a in (phones or {}).get("accounts") or []]
+    errors = [f"{n!r} is not a valid name (lower-case letter first, then letters, digits and _, "
+              "at most 32)" for n in names if not _tests.wagw_phone_name(n)]
+    errors += [f"{n!r} is listed twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    return errors
+
+
+DOCUMENTATION_CLIENT_ERRORS = """
+name: wagw_client_errors
+short_description: The rules of a client's numbers and routes that the schema cannot state
+description:
+  - Takes C({'wagw_whatsapp': ..., 'wagw_routes': ...}) and returns one message per broken rule,
+    each naming the key with its element index: a business number that is not E.164 (with a
+    hint when YAML read an unquoted C(+49...) as a number and dropped the plus), listed twice or
+    without a SIP password; a phone number ID listed twice; a SIP domain that is no DNS name; a
+    business number served by two routes; a route without destinations (a window may have none:
+    closed); a ring time
+    outside 1..300 s.
+"""
+
+DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
+RING_TIMEOUT_MAX = 300
+
+
+def _number_errors(key: str, value: object) -> list[str]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [f"{key}: {value} was read as a number, not text (YAML drops the + of an unquoted "
+                f"+{value}): write it in quotes, \"+{value}\""]
+    if not _tests.wagw_e164(value):
+        return [f"{key}: {value!r} is not E.164 (+ and 7 to 15 digits, the first not 0)"]
+    return []
+
+
+def _duplicates(key: str, values: list, what: str) -> list[str]:
+    first: dict = {}
+    errors = []
+    for index, value in enumerate(values):
+        if value in (None, ""):
+            continue
+        if str(value) in first:
+            errors.append(f"{key.format(index)}: {value} {what} {key.format(first[str(value)])}")
+        else:
+            first[str(value)] = index
+    return errors
+
+
+def wagw_client_errors(settings: dict) -> list[str]:
+    whatsapp = settings.get("wagw_whatsapp") or {}
+    routes = settings.get("wagw_routes") or []
+    numbers = whatsapp.get("numbers") or []
+    errors: list[str] = []
+    domain = whatsapp.get("sip_domain")
+    if not isinstance(domain, str) or not DNS_NAME_RE.match(domain):
+        errors.append(f"wagw_whatsapp.sip_domain: {domain!r} is not a DNS name (Meta's SIP servers "
+                      "call it, and the certificate is issued for it)")
+    for index, item in enumerate(numbers):
+        key = f"wagw_whatsapp.numbers[{index}]"
+        errors += _number_errors(f"{key}.number", item.get("number"))
+        if not str(item.get("sip_password") or "").strip():
+            errors.append(f"{key}.sip_password is empty (Meta's SIP password of the number: the edge "
+                          "digest-challenges Meta with it)")
+    errors += _duplicates("wagw_whatsapp.numbers[{}].number", [n.get("number") for n in numbers],
+                          "is listed twice, first at")
+    errors += _duplicates("wagw_whatsapp.numbers[{}].phone_number_id",
+                          [n.get("phone_number_id") for n in numbers], "is listed twice, first at")
+    for index, route in enumerate(routes):
+        key = f"wagw_routes[{index}]"
+        errors += _number_errors(f"{key}.whatsapp_number", route.get("whatsapp_number"))
+        if not route.get("destinations"):
+            errors.append(f"{key}.destinations is empty (a route rings at least one phone:<name> or pbx:<extension>)")
+        timeout = route.get("ring_timeout", 30)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= RING_TIMEOUT_MAX:
+            errors.append(f"{key}.ring_timeout: {timeout!r} is not 1 to {RING_TIMEOUT_MAX} seconds")
+    errors += _duplicates("wagw_routes[{}].whatsapp_number", [r.get("whatsapp_number") for r in routes],
+                          "has a second route; one route per business number, the first is")
+    return errors
 
 
 class FilterModule:
     def filters(self) -> dict:
         return {
             "wagw_sip_accounts": wagw_sip_accounts,
-            "wagw_unmatched": wagw_unmatched,
             "wagw_route_windows": wagw_route_windows,
             "wagw_route_destinations": wagw_route_destinations,
+            "wagw_destination_errors": wagw_destination_errors,
+            "wagw_phone_name_errors": wagw_phone_name_errors,
+            "wagw_client_errors": wagw_client_errors,
         }

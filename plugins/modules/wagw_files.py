@@ -1,5 +1,5 @@
 #!/usr/bin/python
-# Copyright: (c) 2026, wa-pstn-gateway
+# Copyright: (c) 2026, wa-voip-gateway
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Several directories and files of one service in one module run."""
 
@@ -90,7 +90,9 @@ options:
         description: Group name; left unchanged when omitted.
         type: str
       mode:
-        description: Mode as an octal string, for example C("0640").
+        description:
+          - Mode as an octal string, for example C("0640"). Left unchanged when omitted; a new
+            file without one is C(0600).
         type: raw
       label:
         description:
@@ -125,13 +127,10 @@ options:
     type: list
     elements: path
     default: []
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+extends_documentation_fragment:
+  - wagw_module
 author:
-  - wa-pstn-gateway
+  - wa-voip-gateway
 """
 
 EXAMPLES = r"""
@@ -184,6 +183,7 @@ changed_paths:
 """
 
 import os
+import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -232,11 +232,20 @@ def _validate(module: AnsibleModule, command: str, tmp: str, path: str) -> None:
                          rc=rc, stdout=out, stderr=err)
 
 
+def _keep_attributes(spec: dict, old: os.stat_result, tmp: str) -> None:
+    """Gives the replacement the owner, group and mode of the file it replaces, where the spec
+    sets none of its own (the temporary file is root's and 0600)."""
+    if spec.get("mode") is None:
+        os.chmod(tmp, stat.S_IMODE(old.st_mode))
+    os.chown(tmp, old.st_uid if spec.get("owner") is None else -1, old.st_gid if spec.get("group") is None else -1)
+
+
 def _write(module: AnsibleModule, spec: dict, data: bytes) -> None:
     path = spec["path"]
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         module.fail_json(msg=f"the directory of {path} does not exist")
+    old = os.stat(path) if os.path.isfile(path) else None
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".wagw_files.")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -246,6 +255,8 @@ def _write(module: AnsibleModule, spec: dict, data: bytes) -> None:
         # mkstemp creates 0600; owner and mode are set before the rename, so the file is
         # never readable by others for a moment (AnsibleModule.atomic_move would apply the
         # umask to a new file first).
+        if old is not None:
+            _keep_attributes(spec, old, tmp)
         module.set_fs_attributes_if_different(_attributes(module, spec, tmp), False)
         if spec.get("validate"):
             _validate(module, spec["validate"], tmp, path)

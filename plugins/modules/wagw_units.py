@@ -1,5 +1,5 @@
 #!/usr/bin/python
-# Copyright: (c) 2026, wa-pstn-gateway
+# Copyright: (c) 2026, wa-voip-gateway
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Several systemd units enabled and started in one module run."""
 
@@ -44,13 +44,10 @@ options:
     description: Run C(systemctl daemon-reload) first (unit files changed in this play); not reported as a change.
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
+extends_documentation_fragment:
+  - wagw_module
 author:
-  - wa-pstn-gateway
+  - wa-voip-gateway
 """
 
 EXAMPLES = r"""

@@ -4,6 +4,7 @@ temporary directory): change detection, idempotence, check mode, diff, secrets, 
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,26 @@ def test_labels_name_only_what_changed_and_absent_removes(tmp_path: Path) -> Non
     third = run_module(args)
     assert third["changed_labels"] == ["reload-list"]
     assert run_module(args)["changed_labels"] == []
+
+
+def test_a_rewritten_file_keeps_its_owner_and_mode_when_the_spec_sets_none(tmp_path: Path) -> None:
+    target = tmp_path / "kept.conf"
+    target.write_text("old\n")
+    target.chmod(0o644)
+    # the ids of an unprivileged account (nobody), to see the owner kept
+    os.chown(target, 65534, 65534)
+    result = run_module({"files": [{"path": str(target), "content": "new\n"}]})
+    assert result["changed"] is True
+    assert target.read_text() == "new\n"
+    assert mode(target) == 0o644
+    assert (target.stat().st_uid, target.stat().st_gid) == (65534, 65534)
+    # a mode of its own is applied, the owner still kept
+    result = run_module({"files": [{"path": str(target), "content": "newer\n", "mode": "0640"}]})
+    assert mode(target) == 0o640
+    assert target.stat().st_uid == 65534
+
+
+def test_a_new_file_without_a_mode_is_private(tmp_path: Path) -> None:
+    target = tmp_path / "new.conf"
+    run_module({"files": [{"path": str(target), "content": "x\n"}]})
+    assert mode(target) == 0o600

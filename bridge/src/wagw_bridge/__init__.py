@@ -1,3 +1,3 @@
-"""wagw_bridge: Meta WhatsApp webhook bridge of wa-pstn-gateway."""
+"""wagw_bridge: Meta WhatsApp webhook bridge of wa-voip-gateway."""
 
 __version__ = "0.1.0"

@@ -33,7 +33,14 @@ from .config import Settings
 from .db import Database, GroupCommitWriter, Reader
 from .dispatch import outbox_counts
 from .events import parse_delivery
-from .observability import InvalidNumber, Metrics, Pseudonymizer, normalize_e164
+from .observability import (
+    InvalidNumber,
+    Metrics,
+    Pseudonymizer,
+    normalize_e164,
+    normalize_subject,
+)
+from .permissions import MetaPermissionChecker
 from .routing import RoutesError, RoutingTable
 from .service import Domain, MessageSender
 
@@ -62,6 +69,11 @@ class Runtime:
         self.writer.on_batch = self._on_batch
         self.reader = Reader(self.db)
         self.domain = Domain(settings, self.pseudo, sender)
+        self.permissions = (
+            MetaPermissionChecker(settings, clock=clock)
+            if settings.permission_check == "meta"
+            else None
+        )
         self.routes = (
             RoutingTable.load(settings.routes_file, settings.timezone)
             if settings.routes_file
@@ -322,12 +334,12 @@ async def internal_consent(request: Request) -> Response:
     if fmt is None:
         return _error(400, "format must be json or text")
     try:
-        subject = normalize_e164(request.query_params.get("subject", ""))
+        subject = normalize_subject(request.query_params.get("subject", ""))
         business_raw = request.query_params.get("business")
         business = normalize_e164(business_raw) if business_raw is not None else None
     except InvalidNumber:
         rt.metrics.inc("wagw_internal_requests_total", endpoint="consent", result="bad_request")
-        return _error(400, "subject/business must be E.164 phone numbers")
+        return _error(400, "subject must be an E.164 number or a BSUID, business an E.164 number")
     shash = rt.pseudo.subject_hash(subject)
     now = rt.now()
     try:
@@ -337,6 +349,19 @@ async def internal_consent(request: Request) -> Response:
     except Exception as exc:
         log.error("consent look-up failed", extra={"error": f"{type(exc).__name__}: {exc}"})
         return _error(503, "storage unavailable")
+    if decision["allow"] and rt.permissions is not None:
+        # Fresh permission from Meta before a business-initiated call; fail closed.
+        verdict = await rt.permissions.check(subject, business)
+        rt.metrics.inc(
+            "wagw_permission_check_total",
+            result=verdict.reason,
+            source="cache" if verdict.cached else "meta",
+        )
+        decision["meta_permission"] = verdict.as_dict()
+        if not verdict.ok:
+            decision["allow"] = False
+            decision["reason"] = verdict.reason
+            log.warning("meta permission check denied", extra={"reason": verdict.reason})
     result = "allow" if decision["allow"] else "deny"
     rt.metrics.inc("wagw_internal_requests_total", endpoint="consent", result=result)
     log.info(

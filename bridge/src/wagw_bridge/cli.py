@@ -19,9 +19,16 @@ from typing import Any, TypeVar
 import uvicorn
 
 from . import __version__, dispatch
-from .config import ConfigError, Settings
+from .config import MAX_CONSENT_RETENTION_DAYS, ConfigError, Settings
 from .db import SCHEMA_VERSION, SQLITE, Database, DBError, Tx
-from .observability import InvalidNumber, Metrics, Pseudonymizer, normalize_e164, setup_logging
+from .observability import (
+    InvalidNumber,
+    Metrics,
+    Pseudonymizer,
+    normalize_subject,
+    setup_logging,
+)
+from .permissions import MetaPermissionChecker
 from .routing import RoutesError, RoutingTable
 from .service import Domain
 from .workers import Supervisor, WorkerContext
@@ -52,9 +59,11 @@ def _with_db(settings: Settings, fn: Callable[[Tx], T], need_schema: bool = True
 
 def _subject(value: str) -> str:
     try:
-        return normalize_e164(value)
+        return normalize_subject(value)
     except InvalidNumber as exc:
-        raise argparse.ArgumentTypeError(f"not an E.164 phone number: {value!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"not an E.164 phone number or business-scoped user ID: {value!r}"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- commands
@@ -76,7 +85,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
     print(
         json.dumps(
             {
-                "retention_days": {"raw": raw, "call": call, "consent_after_revocation": consent},
+                "retention_days": {
+                    "raw": raw,
+                    "call": call,
+                    "consent_after_revocation_or_last_use": consent,
+                },
                 "deleted": counts,
             },
             indent=2,
@@ -160,6 +173,16 @@ def doctor_checks(settings: Settings) -> list[tuple[str, str, str]]:
         out.append(("ok", "timezone", settings.timezone))
     except RoutesError as exc:
         out.append(("fail", "timezone", str(exc)))
+    if settings.permission_check == "meta":
+        try:
+            MetaPermissionChecker(settings)
+            out.append(("ok", "permission check", "meta (fail closed)"))
+        except ConfigError as exc:
+            out.append(("fail", "permission check", str(exc)))
+    if not settings.privacy_url or not settings.imprint_url:
+        out.append(
+            ("warn", "opt-in wording", "privacy_url/imprint_url not set: not in the request")
+        )
     return out
 
 
@@ -334,16 +357,20 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--raw-days", type=int, help="raw webhook payloads and messages (default 7)")
     pp.add_argument("--call-days", type=int, help="call records (default 90)")
     pp.add_argument(
-        "--consent-days", type=int, help="consent proof after revocation (default 1095)"
+        "--consent-days",
+        type=int,
+        choices=range(0, MAX_CONSENT_RETENTION_DAYS + 1),
+        metavar=f"0..{MAX_CONSENT_RETENTION_DAYS}",
+        help="consent proof after revocation or last use (default 1095, at most 1826)",
     )
     pp.set_defaults(fn=cmd_purge)
     pe = sub.add_parser("export", help="GDPR Art. 15: all data about a subject, JSON on stdout")
-    pe.add_argument("--subject", required=True, type=_subject, help="E.164 phone number")
+    pe.add_argument("--subject", required=True, type=_subject, help="E.164 phone number or BSUID")
     pe.set_defaults(fn=cmd_export)
     pr = sub.add_parser(
         "erase", help="GDPR Art. 17: erase a subject (consent proof kept, pseudonymised)"
     )
-    pr.add_argument("--subject", required=True, type=_subject, help="E.164 phone number")
+    pr.add_argument("--subject", required=True, type=_subject, help="E.164 phone number or BSUID")
     pr.set_defaults(fn=cmd_erase)
     sub.add_parser(
         "dispatch", help="send queued WhatsApp messages (outbox) through Meta's Graph API"

@@ -25,6 +25,9 @@ ALL_SECRET_NAMES = SECRET_NAMES + OPTIONAL_SECRET_NAMES
 # and every PostgreSQL worker holds its own connections, so more processes mostly add contention.
 MAX_AUTO_WORKERS = 4
 MAX_WORKERS = 64
+# §7a UWG: consent to advertising calls is documented for five years from obtaining it and from
+# each use; 5 * 365 + 1 leap day.
+MAX_CONSENT_RETENTION_DAYS = 1826
 
 
 class ConfigError(Exception):
@@ -96,9 +99,12 @@ class Settings:
     routes_file: str = ""
     listen: str = "127.0.0.1:8080"
     internal_listen: str = "127.0.0.1:8081"
-    max_body_bytes: int = 256 * 1024
+    # Meta's deliveries are up to 3 MB and batch up to 1000 updates.
+    max_body_bytes: int = 3 * 1024 * 1024
     retention_raw_days: int = 7
     retention_call_days: int = 90
+    # Consent proof after the chain ended (revocation) or its last use, whichever is later:
+    # 3 years (§195 BGB) by default, up to 5 years (§7a UWG).
     retention_consent_days: int = 3 * 365
     timezone: str = "Europe/Berlin"
     consent_purpose: str = "whatsapp-calls"
@@ -108,6 +114,9 @@ class Settings:
         "antworten Sie JA. Widerruf jederzeit mit STOP. / Please confirm that we may contact "
         "and call you on WhatsApp: reply YES. Revoke any time with STOP."
     )
+    # Included in the confirmation request and recorded with every ledger entry.
+    privacy_url: str = ""
+    imprint_url: str = ""
     optin_keywords: tuple[str, ...] = ("START", "ANMELDEN")
     confirm_keywords: tuple[str, ...] = ("JA", "YES")
     stop_keywords: tuple[str, ...] = ("STOP", "STOPP", "ABMELDEN")
@@ -115,6 +124,11 @@ class Settings:
     confirm_button_ids: tuple[str, ...] = ("WAGW_CONFIRM",)
     stop_button_ids: tuple[str, ...] = ("WAGW_OPTOUT",)
     confirmation_window_hours: int = 48
+    # Before /internal/consent answers allow: "off" (the ledger alone) or "meta" (also ask
+    # Meta's GET /{phone-number-id}/call_permissions; no permission or Meta unreachable: deny).
+    permission_check: str = "off"
+    permission_cache_seconds: int = 60
+    permission_check_timeout: int = 3
     sqlite_synchronous: str = "FULL"
     batch_max: int = 512
     # Worker processes of `serve` (0 = one per CPU available to the service, at most
@@ -177,6 +191,21 @@ class Settings:
         for name in ("retention_raw_days", "retention_call_days", "retention_consent_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
+        if self.retention_consent_days > MAX_CONSENT_RETENTION_DAYS:
+            raise ConfigError(
+                f"{ENV_PREFIX}RETENTION_CONSENT_DAYS must be <= {MAX_CONSENT_RETENTION_DAYS}"
+                " (5 years, §7a UWG)"
+            )
+        if self.permission_check not in ("off", "meta"):
+            raise ConfigError(f"{ENV_PREFIX}PERMISSION_CHECK must be off or meta")
+        if self.permission_cache_seconds < 0:
+            raise ConfigError(f"{ENV_PREFIX}PERMISSION_CACHE_SECONDS must be >= 0")
+        if self.permission_check_timeout < 1:
+            raise ConfigError(f"{ENV_PREFIX}PERMISSION_CHECK_TIMEOUT must be >= 1")
+        for name in ("privacy_url", "imprint_url"):
+            value = getattr(self, name)
+            if value and not value.startswith(("https://", "http://")):
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be an http(s):// URL")
         if self.sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigError(f"{ENV_PREFIX}SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA")
         if self.batch_max < 1:

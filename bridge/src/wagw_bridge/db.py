@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 log = logging.getLogger("wagw_bridge.db")
 
 T = TypeVar("T")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class DBError(Exception):
@@ -146,7 +146,58 @@ SCHEMA_V2 = [
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_at)",
     "CREATE INDEX IF NOT EXISTS outbox_wamid ON outbox (wamid)",
 ]
-MIGRATIONS: dict[int, list[str]] = {1: SCHEMA_V1, 2: SCHEMA_V2}
+# v3 (issue 13): a person is known by phone number and/or business-scoped user ID (BSUID).
+# identity: one row per identifier (keyed hash; the clear value until erasure) and the person
+# it belongs to now (``person``: the key of the person, a keyed hash too). An identifier
+# without a row is a person of its own whose key is its hash. identity_link: append-only proof
+# of why identifiers were taken as one person (both in one delivery) or parted (number or BSUID
+# change). consent_ledger / call_permission rows carry the person they were decided for (kept
+# in step when two persons are found to be one) and the privacy/imprint URLs of the wording.
+# consent_use: business-initiated calls, each a use of the consent (retention counts from the
+# last use, §7a UWG).
+SCHEMA_V3 = [
+    """CREATE TABLE IF NOT EXISTS identity (
+        hash TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        value TEXT,
+        person TEXT NOT NULL,
+        first_seen {bigint} NOT NULL,
+        retired_at {bigint},
+        source_event TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS identity_person ON identity (person)",
+    """CREATE TABLE IF NOT EXISTS identity_link (
+        id {id_pk},
+        hash_a TEXT NOT NULL,
+        hash_b TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source_event TEXT NOT NULL,
+        occurred_at {bigint} NOT NULL,
+        recorded_at {bigint} NOT NULL,
+        UNIQUE (source_event, hash_a, hash_b, kind)
+    )""",
+    "CREATE INDEX IF NOT EXISTS identity_link_a ON identity_link (hash_a)",
+    "CREATE INDEX IF NOT EXISTS identity_link_b ON identity_link (hash_b)",
+    """CREATE TABLE IF NOT EXISTS consent_use (
+        id {id_pk},
+        person TEXT NOT NULL,
+        subject_hash TEXT NOT NULL,
+        ref_id TEXT NOT NULL,
+        used_at {bigint} NOT NULL,
+        recorded_at {bigint} NOT NULL,
+        UNIQUE (ref_id, person)
+    )""",
+    "CREATE INDEX IF NOT EXISTS consent_use_person ON consent_use (person)",
+    "ALTER TABLE consent_ledger ADD COLUMN person TEXT",
+    "ALTER TABLE consent_ledger ADD COLUMN privacy_url TEXT",
+    "ALTER TABLE consent_ledger ADD COLUMN imprint_url TEXT",
+    "UPDATE consent_ledger SET person = subject_hash",
+    "CREATE INDEX IF NOT EXISTS consent_person ON consent_ledger (person, purpose)",
+    "ALTER TABLE call_permission ADD COLUMN person TEXT",
+    "UPDATE call_permission SET person = subject_hash",
+    "CREATE INDEX IF NOT EXISTS call_permission_person ON call_permission (person)",
+]
+MIGRATIONS: dict[int, list[str]] = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3}
 
 
 class Tx:
@@ -182,7 +233,7 @@ class Tx:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self.execute(sql, params).fetchall()
 
-    def lock_subject(self, subject_hash: str) -> None:
+    def lock_subject(self, subject_hash: str) -> None:  # a person's key is a hash too
         """Serialise the consent decisions about one subject until this transaction ends.
 
         A decision reads the subject's latest ledger entry and appends the next one. SQLite runs

@@ -124,9 +124,11 @@ def parse_phone_number_ids(pairs: tuple[str, ...]) -> dict[str, str]:
 Poster = Callable[[str, dict[str, str], bytes, float], tuple[int, Any]]
 
 
-def http_post(url: str, headers: dict[str, str], data: bytes, timeout: float) -> tuple[int, Any]:
-    """POST and return (status, decoded JSON or None); network errors raise OSError."""
-    req = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310
+def http_request(
+    method: str, url: str, headers: dict[str, str], data: bytes | None, timeout: float
+) -> tuple[int, Any]:
+    """Send one request; return (status, decoded JSON or None). Network errors raise OSError."""
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             status, raw = resp.status, resp.read()
@@ -136,6 +138,11 @@ def http_post(url: str, headers: dict[str, str], data: bytes, timeout: float) ->
         return status, json.loads(raw)
     except ValueError:
         return status, None
+
+
+def http_post(url: str, headers: dict[str, str], data: bytes, timeout: float) -> tuple[int, Any]:
+    """POST and return (status, decoded JSON or None); network errors raise OSError."""
+    return http_request("POST", url, headers, data, timeout)
 
 
 class Dispatcher:

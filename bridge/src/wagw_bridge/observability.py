@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# Business-scoped user ID: a two-letter country code (or Meta's earlier "user"), an optional
+# "ENT" part for parent BSUIDs, a period and up to 256 letters and digits, e.g.
+# "US.13491208655302741918", "US.ENT.11815799212886844830" (Meta, "Business-scoped user IDs").
+BSUID_RE = re.compile(r"^[A-Za-z]{2,8}(\.[A-Za-z]{2,8})?\.[A-Za-z0-9]{1,256}$")
 
 
 class InvalidNumber(ValueError):
@@ -42,6 +46,26 @@ def normalize_e164(value: str) -> str:
     return text
 
 
+def normalize_bsuid(value: str) -> str:
+    """A business-scoped user ID as Meta sent it (it is compared exactly), or InvalidNumber."""
+    text = value.strip()
+    if not BSUID_RE.match(text):
+        raise InvalidNumber("not a business-scoped user ID")
+    return text
+
+
+def normalize_subject(value: str) -> str:
+    """A WhatsApp user's identifier: an E.164 number, else a BSUID; InvalidNumber if neither."""
+    try:
+        return normalize_e164(value)
+    except InvalidNumber:
+        return normalize_bsuid(value)
+
+
+def is_bsuid(identifier: str) -> bool:
+    return not identifier.startswith("+")
+
+
 class Pseudonymizer:
     """Keyed hash (HMAC-SHA256) of E.164 numbers.
 
@@ -54,6 +78,8 @@ class Pseudonymizer:
         self._key = key
 
     def subject_hash(self, e164: str) -> str:
+        """The keyed hash of an identifier: an E.164 number (``+...``) or a BSUID (never
+        starting with ``+``, so the two kinds cannot collide)."""
         return hmac.new(self._key, e164.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def for_log(self, e164: str | None) -> str | None:
@@ -225,6 +251,7 @@ class Metrics:
         "wagw_internal_requests_total": "Internal API requests, by endpoint and result.",
         "wagw_db_batches_total": "Group-commit transactions.",
         "wagw_db_batched_items_total": "Work items committed through group commit.",
+        "wagw_permission_check_total": "Call-permission checks with Meta before allow, by result.",
     }
     _BUCKETS: tuple[Series, ...] = (
         *((HISTOGRAM + "_bucket", (("le", f"{b:g}"),)) for b in LATENCY_BUCKETS),

@@ -89,7 +89,7 @@ PUBLIC_PATHS: dict[str, Any] = {
                 "200": _json({"$ref": "#/components/schemas/WebhookAck"}, "Stored (or duplicate)"),
                 "400": _err("Valid signature, but the body is not a JSON object"),
                 "401": _err("Signature header missing, malformed or not matching the body"),
-                "413": _err("Body larger than max_body_bytes"),
+                "413": _err("Body larger than max_body_bytes (default 3 MiB)"),
                 "503": _err("Storage unavailable; nothing acknowledged, Meta will retry"),
             },
         },
@@ -100,7 +100,7 @@ INTERNAL_PATHS: dict[str, Any] = {
     "/internal/route": {
         "get": {
             "operationId": "route",
-            "summary": "Landline destination(s) serving a WhatsApp business number now",
+            "summary": "The phones or PBX extensions serving a WhatsApp business number now",
             "security": [{"bearerAuth": []}],
             "parameters": [
                 {
@@ -138,7 +138,9 @@ INTERNAL_PATHS: dict[str, Any] = {
             "summary": "May the business call this WhatsApp user now?",
             "description": (
                 "allow only with a confirmed (double opt-in, not revoked) consent AND an accepted, "
-                "unexpired (or permanent) call permission."
+                "unexpired (or permanent) call permission of the person the identifier belongs "
+                "to (its number and BSUIDs are one person once a delivery named them together); "
+                "with PERMISSION_CHECK=meta also Meta's current call permission (fail closed)."
             ),
             "security": [{"bearerAuth": []}],
             "parameters": [
@@ -146,7 +148,7 @@ INTERNAL_PATHS: dict[str, Any] = {
                     "name": "subject",
                     "in": "query",
                     "required": True,
-                    "description": "WhatsApp user's number, E.164",
+                    "description": "WhatsApp user's number (E.164) or business-scoped user ID",
                     "schema": {"type": "string"},
                 },
                 {
@@ -166,7 +168,10 @@ INTERNAL_PATHS: dict[str, Any] = {
                         "text/plain": {"schema": {"type": "string", "enum": ["allow", "deny"]}},
                     },
                 },
-                "400": _err("subject/business missing or not E.164, or unknown format"),
+                "400": _err(
+                    "subject missing or neither E.164 nor a BSUID, business not E.164, or "
+                    "unknown format"
+                ),
                 "401": UNAUTHORIZED,
                 "503": _err("Storage unavailable"),
             },
@@ -270,6 +275,10 @@ SCHEMAS: dict[str, Any] = {
                     "no-call-permission",
                     "call-permission-rejected",
                     "call-permission-expired",
+                    "meta-no-permission",
+                    "meta-call-limit",
+                    "meta-unreachable",
+                    "meta-no-phone-number-id",
                 ],
             },
             "subject": {"type": "string", "description": "pseudonym (keyed hash), not the number"},
@@ -293,6 +302,18 @@ SCHEMAS: dict[str, Any] = {
                     "expires_at": NULLABLE_INT,
                     "occurred_at": {"type": "integer"},
                     "business_number": {"type": "string", "nullable": True},
+                },
+            },
+            "meta_permission": {
+                "type": "object",
+                "description": "Only with PERMISSION_CHECK=meta, when the ledger allowed",
+                "required": ["ok", "reason", "status", "expires_at", "cached"],
+                "properties": {
+                    "ok": {"type": "boolean"},
+                    "reason": {"type": "string"},
+                    "status": {"type": "string", "nullable": True},
+                    "expires_at": NULLABLE_INT,
+                    "cached": {"type": "boolean"},
                 },
             },
         },
@@ -322,7 +343,7 @@ def build(mode: str) -> dict[str, Any]:
         "info": {
             "title": f"wagw-bridge ({mode} listener)",
             "version": __version__,
-            "description": "WhatsApp Business Calling webhook bridge of wa-pstn-gateway.",
+            "description": "WhatsApp Business Calling webhook bridge of wa-voip-gateway.",
         },
         "paths": paths,
         "components": {"schemas": SCHEMAS},

@@ -1,24 +1,27 @@
-"""Routing table: which landline destination(s) serve a WhatsApp business number right now.
+"""Routing table: which phones or PBX extensions serve a WhatsApp business number right now.
 
 File format (YAML or JSON)::
 
     timezone: Europe/Berlin            # default for every number
     numbers:
       "+4930123456":                   # the WhatsApp business number (E.164)
-        destinations: ["+4930555001"]  # outside every window (may be empty: nobody answers)
-        windows:                       # first match wins
+        destinations: ["phone:empfang"]  # outside every window (may be empty: nobody answers)
+        windows:                         # first match wins
           - days: [mon, tue, wed, thu, fri]
             start: "08:00"
-            end: "18:00"               # end before start spans midnight
-            destinations: ["+4930555001", "+4930555002"]
+            end: "18:00"                 # end before start spans midnight
+            destinations: ["phone:empfang", "pbx:21"]
 
-Destinations are opaque strings (numbers or Asterisk dial strings); the text form joins them
-with ``&`` for ``Dial()``.
+A destination is ``phone:<name>`` (a phone registered to the gateway) or ``pbx:<extension>``
+(the business's IP-PBX): a WhatsApp call never rings the PSTN (Meta's terms), so a phone
+number is refused when the table is loaded. The text form joins them with ``&``; Asterisk
+rings only those it knows from the inventory.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
@@ -28,6 +31,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .observability import InvalidNumber, normalize_e164
+
+# phone:<name> or pbx:<extension>; the Ansible filter wagw_destination_errors states the same
+# rule for the inventory (plugins/filter/wagw.py).
+DESTINATION_RE = re.compile(r"^(phone:[a-z][a-z0-9_]{0,31}|pbx:(0|[1-9*][0-9*]{0,7}))$")
 
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
@@ -86,8 +93,11 @@ def _dests(value: Any, where: str) -> tuple[str, ...]:
         raise RoutesError(f"{where}: destinations must be a list of strings")
     out = tuple(str(v).strip() for v in value)
     for d in out:
-        if not d or "&" in d or "\n" in d:
-            raise RoutesError(f"{where}: invalid destination {d!r}")
+        if not DESTINATION_RE.match(d):
+            raise RoutesError(
+                f"{where}: invalid destination {d!r}: phone:<name> or pbx:<extension>, "
+                "never a phone number (no PSTN on a WhatsApp call)"
+            )
     return out
 
 

@@ -1,0 +1,69 @@
+"""The roles' parameters are derived from the client inventory (playbooks/role_parameters/,
+loaded by plugins/vars/wagw_role_parameters.py) and rank below every inventory value: a role
+parameter set anywhere in a client inventory replaces the derived one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+HOST = "demo-gateway"
+
+
+def resolved(inventory: Path, *names: str) -> dict[str, object]:
+    """The values a task on the demo host sees for these variables (templated)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    expr = "{" + ", ".join(f"'{n}': {n}" for n in names) + "}"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), HOST, "-i", str(inventory / "hosts.yml"),
+         "-c", "local", "-m", "ansible.builtin.debug", "-a", json.dumps({"msg": "{{ " + expr + " }}"})],
+        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The JSON document comes first; ansible.cfg's profile_tasks prints its table after it.
+    out, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    msg: dict[str, object] = out["plays"][0]["tasks"][0]["hosts"][HOST]["msg"]
+    return msg
+
+
+def write_yaml(path: Path, data: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_parameters_are_derived_from_the_client_settings(example_inventory: Path) -> None:
+    whatsapp = yaml.safe_load((example_inventory / "group_vars/all/whatsapp.yml").read_text())
+    whatsapp["wagw_whatsapp"]["sip_domain"] = "sip.derived.example"
+    write_yaml(example_inventory / "group_vars/all/whatsapp.yml", whatsapp)
+    bridge = yaml.safe_load((example_inventory / "group_vars/all/bridge.yml").read_text())
+    bridge["wagw_bridge"]["internal_port"] = 8099
+    write_yaml(example_inventory / "group_vars/all/bridge.yml", bridge)
+    # (the demo's address is a fact of the container)
+    write_yaml(example_inventory / "host_vars" / HOST / "address.yml", {"wagw_internal_address": "192.0.2.5"})
+    values = resolved(example_inventory, "kamailio_sip_domain", "asterisk_bridge_url", "webhook_bridge_internal_listen")
+    assert values["kamailio_sip_domain"] == "sip.derived.example"
+    assert values["asterisk_bridge_url"] == "http://192.0.2.5:8099"
+    assert values["webhook_bridge_internal_listen"] == "192.0.2.5:8099"
+
+
+@pytest.mark.parametrize("place", ["group_vars/all", "group_vars/sip_edge", "host_vars", "inventory file"])
+def test_an_inventory_value_replaces_the_derived_one(example_inventory: Path, place: str) -> None:
+    overrides = {"kamailio_sip_domain": f"sip.{place.replace('/', '-').replace(' ', '-')}.example",
+                 "asterisk_bridge_url": "http://192.0.2.10:9000"}
+    if place == "host_vars":
+        write_yaml(example_inventory / "host_vars" / HOST / "override.yml", overrides)
+    elif place == "inventory file":
+        hosts = yaml.safe_load((example_inventory / "hosts.yml").read_text())
+        hosts["all"]["vars"] = overrides
+        write_yaml(example_inventory / "hosts.yml", hosts)
+    else:
+        write_yaml(example_inventory / place / "override.yml", overrides)
+    assert resolved(example_inventory, *overrides) == overrides
