@@ -39,8 +39,9 @@ def example_inventory(tmp_path: Path) -> Path:
     return dest
 
 
-def run_validate(inventory: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Runs playbooks/validate.yml against an inventory on the controller."""
+def run_validate(inventory: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs playbooks/validate.yml against an inventory on the controller (args: more
+    ansible-playbook arguments, such as a vault password file)."""
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     env["WAGW_SECRETS_DIR"] = str(tmp_path / "secrets")
@@ -48,6 +49,21 @@ def run_validate(inventory: Path, tmp_path: Path) -> subprocess.CompletedProcess
     bindir = Path(sys.executable).parent
     return subprocess.run(
         [str(bindir / "ansible-playbook"), "-i", str(inventory / "hosts.yml"),
-         str(ROOT / "playbooks" / "validate.yml")],
+         str(ROOT / "playbooks" / "validate.yml"), *args],
         capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120,
     )
+
+
+def vault_args(tmp_path: Path) -> list[str]:
+    """The ansible-playbook arguments that open what vault() encrypted."""
+    return ["--vault-password-file", str(tmp_path / "vault-pass")]
+
+
+def vault(tmp_path: Path, *command: str) -> str:
+    """Runs ansible-vault (encrypt FILE, encrypt_string ...) with a test password kept in
+    tmp_path; returns its output."""
+    password_file = tmp_path / "vault-pass"
+    password_file.write_text("correct horse battery staple\n")
+    bindir = Path(sys.executable).parent
+    return subprocess.run([str(bindir / "ansible-vault"), *command, "--vault-password-file", str(password_file)],
+                          capture_output=True, text=True, check=True).stdout

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, run_validate
+from conftest import ROOT, run_validate, vault, vault_args
 
 META_RULE = "Meta's terms disallow the PSTN on any leg of a WhatsApp call"
 # A business-hours window of the example's route.
@@ -479,3 +479,51 @@ def test_a_scaffolded_client_is_refused_until_filled_in(tmp_path: Path) -> None:
                              "--vault-id", f"praxis-d@{vaults / 'praxis-d'}", str(ROOT / "playbooks/validate.yml")],
                             env=env, cwd=ROOT, capture_output=True, text=True, check=False, timeout=120)
     assert "client praxis-d: missing required arguments: dpo_contact, imprint_url found in wagw_client" in refusal(result)
+
+
+# Secrets of a production client (any TLS mode but the lab's selfsigned): from the vault or a
+# lookup, never written in clear. The schema's no_log marks say which keys are secrets.
+CLEAR = "ClearTextPassword42"  # the clear secret the check must find
+
+
+def _set_werkstatt_password(inventory: Path, value: str) -> None:
+    edit(inventory, "phones.yml", lambda d: d["wagw_phones"]["accounts"][1].__setitem__("password", value))
+
+
+def _production(inventory: Path) -> None:
+    edit(inventory, "tls.yml", lambda d: d["wagw_tls"].update(mode="acme", acme={"email": "it@example.org"}))
+
+
+def test_a_production_client_with_a_clear_secret_is_refused_with_key_file_and_line(
+        example_inventory: Path, tmp_path: Path) -> None:
+    _production(example_inventory)
+    _set_werkstatt_password(example_inventory, CLEAR)
+    bridge = example_inventory / "group_vars" / "all" / "bridge.yml"
+    bridge.write_text(re.sub(r"  pseudonym_key: .*", "  pseudonym_key: >-\n    ClearPseudonymKey123456", bridge.read_text()))
+    message = refusal(run_validate(example_inventory, tmp_path))
+    assert "secret(s) written in clear text" in message, message
+    assert re.search(r"wagw_phones.accounts\[1\].password \(\S+/phones.yml line \d+\)", message), message
+    assert re.search(r"wagw_bridge.pseudonym_key \(\S+/bridge.yml line 22\)", message), message
+    assert CLEAR not in message
+    assert "ClearPseudonymKey" not in message
+    assert "wagw_phones.accounts[0]" not in message  # still a lookup
+
+
+def test_a_production_client_with_vaulted_secrets_passes(example_inventory: Path, tmp_path: Path) -> None:
+    _production(example_inventory)
+    # One secret from a vault-encrypted file (by reference), one inline !vault value.
+    vault_file = example_inventory / "group_vars" / "all" / "vault.yml"
+    vault_file.write_text(yaml.safe_dump({"vault_phone_werkstatt": "VaultedPassword42"}))
+    vault(tmp_path, "encrypt", str(vault_file))
+    _set_werkstatt_password(example_inventory, "{{ vault_phone_werkstatt }}")
+    inline = vault(tmp_path, "encrypt_string", "InlineVaultedKey123456", "--name", "  pseudonym_key")
+    bridge = example_inventory / "group_vars" / "all" / "bridge.yml"
+    bridge.write_text(re.sub(r"  pseudonym_key: .*\n", lambda _: inline, bridge.read_text()))
+    result = run_validate(example_inventory, tmp_path, *vault_args(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_lab_client_may_keep_secrets_in_clear(example_inventory: Path, tmp_path: Path) -> None:
+    _set_werkstatt_password(example_inventory, CLEAR)
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

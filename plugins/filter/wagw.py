@@ -183,6 +183,74 @@ def wagw_client_errors(settings: dict) -> list[str]:
     return errors
 
 
+# --- secrets in clear text -------------------------------------------------------------------
+# The schema (playbooks/schema/client.yml) marks every secret with no_log: true; that mark is the
+# list of secrets. A production client's secret must come from the vault (an inline !vault value
+# or a vault-encrypted file) or from a lookup, never be written in clear in an inventory file.
+# Where a value came from is read from the data tags ansible-core 2.19 puts on every value it
+# loads (Origin: file and line; VaultedValue: an inline !vault); a templated value carries the
+# Origin of the value it resolved to, or of the template itself where a lookup produced it.
+try:
+    from ansible.module_utils._internal._datatag import AnsibleTagHelper
+except ImportError:  # ansible-core before 2.19 keeps no origins; nothing can be told
+    AnsibleTagHelper = None
+
+
+def _secret_paths(spec: dict, value: object, key: str) -> list[tuple[str, object, object]]:
+    """(key, value, schema default) of every no_log option of spec found in value."""
+    found: list[tuple[str, object, object]] = []
+    if spec.get("no_log"):
+        return [(key, value, spec.get("default"))]
+    options = spec.get("options") or {}
+    items = list(enumerate(value)) if spec.get("type") == "list" and isinstance(value, list) else [(None, value)]
+    for index, item in items:
+        if not isinstance(item, dict):
+            continue
+        prefix = key if index is None else f"{key}[{index}]"
+        for name, option in options.items():
+            if name in item:
+                found += _secret_paths(option, item[name], f"{prefix}.{name}")
+    return found
+
+
+def _written_in_clear(value: object) -> str | None:
+    """Where value stands in clear text ("file line N"), or None if it is vaulted or looked up."""
+    tags = {type(tag).__name__: tag for tag in AnsibleTagHelper.tags(value)} if AnsibleTagHelper else {}
+    origin = tags.get("Origin")
+    if "VaultedValue" in tags or "SourceWasEncrypted" in tags or origin is None or not origin.path:
+        return None
+    try:
+        text = Path(origin.path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if text.startswith("$ANSIBLE_VAULT;"):
+        return None
+    lines = text.splitlines()
+    line = lines[origin.line_num - 1] if origin.line_num and origin.line_num <= len(lines) else ""
+    # A block scalar (key: >- or |) holds its text on the next line.
+    if re.search(r":\s*[>|][-+0-9]*\s*$", line) and origin.line_num < len(lines):
+        line += lines[origin.line_num]
+    if "{{" in line:
+        return None
+    return f"{origin.path} line {origin.line_num}"
+
+
+def wagw_secrets_in_clear(settings: dict, schema_options: dict) -> list[str]:
+    """Every secret of the client (options marked no_log in the schema) that is written in clear
+    text in an inventory file, as "key (file line N)"."""
+    errors = []
+    for name, option in schema_options.items():
+        if name not in settings:
+            continue
+        for key, value, default in _secret_paths(option, settings[name], name):
+            if value in ("", None) or value == default:
+                continue
+            where = _written_in_clear(value)
+            if where:
+                errors.append(f"{key} ({where})")
+    return errors
+
+
 class FilterModule:
     def filters(self) -> dict:
         return {
@@ -192,4 +260,5 @@ class FilterModule:
             "wagw_destination_errors": wagw_destination_errors,
             "wagw_phone_name_errors": wagw_phone_name_errors,
             "wagw_client_errors": wagw_client_errors,
+            "wagw_secrets_in_clear": wagw_secrets_in_clear,
         }
