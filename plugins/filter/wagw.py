@@ -127,6 +127,9 @@ description:
 
 DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
 RING_TIMEOUT_MAX = 300
+# The media nodes' RTP range grows with the peak (8 ports a call) and must stay below Linux's
+# ephemeral ports (32768 up); far above what 2 cores carry (about 150 transcoded calls).
+CONCURRENT_CALLS_MAX = 2000
 
 
 def _number_errors(key: str, value: object) -> list[str]:
@@ -178,6 +181,10 @@ def wagw_client_errors(settings: dict) -> list[str]:
         timeout = route.get("ring_timeout", 30)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= RING_TIMEOUT_MAX:
             errors.append(f"{key}.ring_timeout: {timeout!r} is not 1 to {RING_TIMEOUT_MAX} seconds")
+    peak = (settings.get("wagw_capacity") or {}).get("concurrent_calls", 100)
+    if not isinstance(peak, int) or isinstance(peak, bool) or not 1 <= peak <= CONCURRENT_CALLS_MAX:
+        errors.append(f"wagw_capacity.concurrent_calls: {peak!r} is not 1 to {CONCURRENT_CALLS_MAX} (calls at once "
+                      "on each media node)")
     errors += _duplicates("wagw_routes[{}].whatsapp_number", [r.get("whatsapp_number") for r in routes],
                           "has a second route; one route per business number, the first is")
     return errors

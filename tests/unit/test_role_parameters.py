@@ -67,3 +67,17 @@ def test_an_inventory_value_replaces_the_derived_one(example_inventory: Path, pl
     else:
         write_yaml(example_inventory / place / "override.yml", overrides)
     assert resolved(example_inventory, *overrides) == overrides
+
+
+@pytest.mark.parametrize(("calls", "open_files", "rtp_ports"), [(None, 8192, 1000), (100, 8192, 1000),
+                                                                 (400, 11424, 3200), (2000, 53024, 16000)])
+def test_the_media_nodes_are_sized_for_the_clients_peak(example_inventory: Path, calls: int | None,
+                                                        open_files: int, rtp_ports: int) -> None:
+    # 13 descriptors and 4 RTP/RTCP ports per call, twice that as margin; never below the defaults.
+    settings: dict[str, object] = {"asterisk_rtp_port_start": 20000}  # the role default's stand-in
+    if calls is not None:
+        settings["wagw_capacity"] = {"concurrent_calls": calls}
+    write_yaml(example_inventory / "group_vars/all/capacity.yml", settings)
+    values = resolved(example_inventory, "asterisk_open_files_limit", "asterisk_rtp_port_end")
+    assert int(values["asterisk_open_files_limit"]) == open_files
+    assert int(values["asterisk_rtp_port_end"]) == 20000 + rtp_ports - 1
