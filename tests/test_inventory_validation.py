@@ -377,18 +377,27 @@ def test_a_client_without_exactly_one_sip_edge_is_refused(example_inventory: Pat
     assert f"the group sip_edge has {len(edges)} host(s)" in result.stdout
 
 
-# Consent proof: three years by default (§195 BGB), up to five where §7a UWG applies.
-@pytest.mark.parametrize(("days", "passes"), [(1826, True), (1827, False), (0, False)])
-def test_consent_proof_retention_up_to_five_years(example_inventory: Path, tmp_path: Path, days: int,
-                                                  passes: bool) -> None:
-    edit(example_inventory, "bridge.yml", lambda d: d["wagw_bridge"]["retention"].update(consent_proof_days=days))
+# One retention table (wagw_retention) for every host; each class up to its maximum. Consent
+# proof: three years by default (§195 BGB), up to five where §7a UWG applies.
+@pytest.mark.parametrize(("key", "days", "passes"), [
+    ("consent_proof_days", 1826, True), ("consent_proof_days", 1827, False), ("consent_proof_days", 0, False),
+    ("call_record_days", 180, True), ("call_record_days", 181, False),
+    ("log_days", 14, True), ("log_days", 15, False), ("raw_payload_days", 31, False)])
+def test_retention_up_to_the_maximum_of_each_class(example_inventory: Path, tmp_path: Path, key: str, days: int,
+                                                   passes: bool) -> None:
+    edit(example_inventory, "retention.yml", lambda d: d["wagw_retention"].update({key: days}))
     result = run_validate(example_inventory, tmp_path)
     if passes:
         assert result.returncode == 0, result.stdout + result.stderr
     else:
-        assert refusal(result) == (
-            f"client example: wagw_bridge.retention.consent_proof_days is {days} days; allowed 1 to 1826."
-        )
+        message = refusal(result)
+        assert message.startswith(f"client example: wagw_retention.{key} is {days} days; allowed 1 to "), message
+
+
+def test_retention_in_the_bridge_settings_points_to_the_one_table(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "bridge.yml", lambda d: d["wagw_bridge"].update(retention={"call_record_days": 30}))
+    message = refusal(run_validate(example_inventory, tmp_path))
+    assert "wagw_bridge.retention moved to wagw_retention" in message, message
 
 
 def test_the_opt_in_wording_comes_from_the_inventory(example_inventory: Path, tmp_path: Path) -> None:
