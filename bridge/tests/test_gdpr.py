@@ -205,3 +205,27 @@ def test_config_file_and_secret_files(tmp_path: Path, monkeypatch: pytest.Monkey
     cfg.write_text("no_such_setting: 1\n")
     with pytest.raises(ConfigError, match="no_such_setting"):
         Settings.load(str(cfg), environ={})
+
+
+def test_cli_purge_appends_evidence_per_class(
+    cli_env: str, bridge: Bridge, capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each purge leaves one JSON line (limit, deleted, oldest remaining per class) that
+    outlives the journal; no number in it."""
+    evidence = tmp_path / "evidence" / "bridge-retention.jsonl"
+    evidence.parent.mkdir()
+    monkeypatch.setenv("WAGW_BRIDGE_EVIDENCE_FILE", str(evidence))
+    _consented(bridge)
+    assert main(["purge"]) == 0
+    assert main(["purge", "--consent-days", "0"]) == 0
+    capsys.readouterr()
+    runs = [json.loads(line) for line in evidence.read_text().splitlines()]
+    assert len(runs) == 2
+    assert runs[0]["run"] == "wagw-bridge-purge"
+    assert set(runs[0]["classes"]) == {"raw_payloads", "call_records", "consent_proof"}
+    first, second = runs[0]["classes"]["consent_proof"], runs[1]["classes"]["consent_proof"]
+    assert first["limit_days"] == 3 * 365
+    assert first["deleted"] == 0
+    assert first["oldest_remaining"] is not None  # the active consent stays
+    assert second["limit_days"] == 0
+    assert USER not in evidence.read_text()

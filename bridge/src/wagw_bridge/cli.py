@@ -81,7 +81,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
     call = s.retention_call_days if args.call_days is None else args.call_days
     consent = s.retention_consent_days if args.consent_days is None else args.consent_days
     domain = Domain(s, Pseudonymizer(b"unused-for-purge"))
-    counts = _with_db(s, lambda tx: domain.purge(tx, int(time.time()), raw, call, consent))
+    now = int(time.time())
+
+    def purge(tx: Tx) -> tuple[dict[str, int], dict[str, int | None]]:
+        return domain.purge(tx, now, raw, call, consent), domain.oldest_records(tx)
+
+    counts, oldest = _with_db(s, purge)
     print(
         json.dumps(
             {
@@ -95,7 +100,45 @@ def cmd_purge(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    if s.evidence_file:
+        _append_evidence(
+            Path(s.evidence_file),
+            now,
+            {"raw_payloads": raw, "call_records": call, "consent_proof": consent},
+            counts,
+            oldest,
+        )
     return 0
+
+
+def _append_evidence(
+    path: Path,
+    now: int,
+    limits: dict[str, int],
+    counts: dict[str, int],
+    oldest: dict[str, int | None],
+) -> None:
+    """One JSON line per purge, in the shape of the media nodes' retention evidence."""
+
+    def iso(moment: int | None) -> str | None:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment)) if moment else None
+
+    record = {
+        "time": iso(now),
+        "host": socket.gethostname(),
+        "run": "wagw-bridge-purge",
+        "classes": {
+            name: {
+                "store": "bridge database",
+                "limit_days": limits[name],
+                "deleted": counts[name],
+                "oldest_remaining": iso(oldest[name]),
+            }
+            for name in limits
+        },
+    }
+    with path.open("a", encoding="utf-8") as evidence:
+        evidence.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

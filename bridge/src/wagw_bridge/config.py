@@ -106,6 +106,9 @@ class Settings:
     # Consent proof after the chain ended (revocation) or its last use, whichever is later:
     # 3 years (§195 BGB) by default, up to 5 years (§7a UWG).
     retention_consent_days: int = 3 * 365
+    # Each purge appends one JSON line of evidence here (per class: limit, deleted, oldest
+    # remaining), kept apart from the journal for the audit; empty: none.
+    evidence_file: str = ""
     timezone: str = "Europe/Berlin"
     consent_purpose: str = "whatsapp-calls"
     wording_version: str = "v1"

@@ -987,6 +987,19 @@ class Domain:
         return counts
 
     # ----------------------------------------------------------------- retention
+    def oldest_records(self, tx: Tx) -> dict[str, int | None]:
+        """Time (epoch seconds) of the oldest record left in each retention class."""
+        queries = {
+            "raw_payloads": "SELECT MIN(received_at) FROM raw_payload",
+            "call_records": "SELECT MIN(received_at) FROM event WHERE data_class = 'call'",
+            "consent_proof": "SELECT MIN(occurred_at) FROM consent_ledger",
+        }
+        oldest: dict[str, int | None] = {}
+        for name, query in queries.items():
+            row = tx.one(query, ())
+            oldest[name] = int(row[0]) if row is not None and row[0] is not None else None
+        return oldest
+
     def purge(
         self, tx: Tx, now: int, raw_days: int, call_days: int, consent_days: int
     ) -> dict[str, int]:
