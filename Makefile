@@ -63,9 +63,10 @@ molecule: image
 	  for c in $${containers//,/ }; do scripts/container.sh rm $$c; done; \
 	done; exit $$rc
 
-bench: image ## converge timing against a plain apt-get install; webhook load against a bare endpoint
+bench: image ## converge timing against a plain apt-get install; webhook load against a bare endpoint; 100 clients' pre-flight
 	benchmarks/converge.sh
 	benchmarks/webhook.sh
+	benchmarks/clients.sh
 
 clean: demo-destroy
 	@for pair in $(MOLECULE_SCENARIOS); do containers=$${pair#*:}; for c in $${containers//,/ }; do scripts/container.sh rm $$c; done; done
