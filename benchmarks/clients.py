@@ -35,8 +35,12 @@ def edit(path: Path, change) -> None:
 def complete(folder: Path) -> None:
     """What the MSP fills in after the scaffold (docs/msp.md); secrets reference the vault."""
     all_vars = folder / "group_vars" / "all"
-    edit(all_vars / "client.yml", lambda d: d["wagw_client"].update(
-        imprint_url="https://praxis.example/impressum", dpo_contact="datenschutz@praxis.example"))
+    def client(d: dict) -> None:
+        d["wagw_client"].update(imprint_url="https://praxis.example/impressum",
+                                dpo_contact="datenschutz@praxis.example")
+        d["wagw_client"]["processors"][0]["dpa_date"] = "2026-01-15"
+
+    edit(all_vars / "client.yml", client)
 
     def whatsapp(d: dict) -> None:
         d["wagw_whatsapp"].update(waba_id="100000000000010", source_networks=["203.0.113.0/24"], numbers=[

@@ -538,3 +538,40 @@ def test_a_lab_client_may_keep_secrets_in_clear(example_inventory: Path, tmp_pat
     _set_werkstatt_password(example_inventory, CLEAR)
     result = run_validate(example_inventory, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# GDPR Art. 30: the controller's record, each defect named with its key and the rule.
+RECORD_CASES: dict[str, tuple[Any, str]] = {
+    "imprint not a URL": (lambda c: c.update(imprint_url="tbd"),
+                          "wagw_client.imprint_url: 'tbd' is not an https:// URL"),
+    "dpo placeholder": (lambda c: c.update(dpo_contact="tbd"),
+                        "wagw_client.dpo_contact: 'tbd' is neither an e-mail address nor an https:// URL"),
+    "no purpose": (lambda c: c.update(purposes=[]), "wagw_client.purposes is empty"),
+    "unquoted or empty dpa date": (lambda c: c["processors"][0].update(dpa_date=""),
+                                   "wagw_client.processors[0].dpa_date: '' is not a date YYYY-MM-DD"),
+    "country name": (lambda c: c["processors"][1].update(country="Germany"),
+                     "wagw_client.processors[1].country: 'Germany' is not an ISO 3166 country code"),
+    "US processor without mechanism": (
+        lambda c: c["processors"].append(dict(c["processors"][1], name="Cloud Inc.", country="US")),
+        "wagw_client.processors[2].transfer_mechanism: 'eea' does not fit country US"),
+    "BSP in the EEA with scc": (
+        lambda c: c.update(bsp={"name": "BSP GmbH", "purpose": "WhatsApp onboarding", "country": "DE",
+                                "dpa_date": "2026-02-01", "transfer_mechanism": "scc"}),
+        "wagw_client.bsp.transfer_mechanism: 'scc' does not fit country DE"),
+}
+
+
+@pytest.mark.parametrize("case", RECORD_CASES)
+def test_the_controllers_record_is_complete(example_inventory: Path, tmp_path: Path, case: str) -> None:
+    change, expected = RECORD_CASES[case]
+    edit(example_inventory, "client.yml", lambda d: change(d["wagw_client"]))
+    message = refusal(run_validate(example_inventory, tmp_path))
+    assert message.startswith("client example: "), message
+    assert expected in message, message
+
+
+def test_a_legal_basis_outside_article_6_is_refused(example_inventory: Path, tmp_path: Path) -> None:
+    edit(example_inventory, "client.yml", lambda d: d["wagw_client"]["purposes"][0].update(legal_basis="because"))
+    message = refusal(run_validate(example_inventory, tmp_path))
+    assert "legal_basis" in message, message
+    assert "art-6-1-a-consent" in message, message

@@ -190,6 +190,51 @@ def wagw_client_errors(settings: dict) -> list[str]:
     return errors
 
 
+# --- the controller's record (GDPR Art. 30) -----------------------------------------------
+# EU and EEA (Art. 44 ff. GDPR): a processor elsewhere needs a transfer mechanism.
+EEA = frozenset({"AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
+                 "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO"})
+HTTPS_URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(:[0-9]+)?(/\S*)?$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+DATE_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+
+
+def _processor_errors(key: str, item: dict) -> list[str]:
+    errors = []
+    country = str(item.get("country", ""))
+    if not re.match(r"^[A-Z]{2}$", country):
+        errors.append(f"{key}.country: {country!r} is not an ISO 3166 country code (two capitals, DE, IE, US)")
+    elif (country in EEA) != (item.get("transfer_mechanism") == "eea"):
+        errors.append(f"{key}.transfer_mechanism: {item.get('transfer_mechanism')!r} does not fit country {country} "
+                      "(eea for a processor in the EU/EEA; adequacy, scc or bcr elsewhere, Art. 45-47 GDPR)")
+    if not DATE_RE.match(str(item.get("dpa_date", ""))):
+        errors.append(f"{key}.dpa_date: {item.get('dpa_date')!r} is not a date YYYY-MM-DD (quote it): the day the "
+                      "data processing agreement (Art. 28(3)) was signed")
+    return errors
+
+
+def wagw_client_record_errors(client: dict) -> list[str]:
+    """The rules of wagw_client, the controller's record an auditor reads first."""
+    errors = []
+    if not HTTPS_URL_RE.match(str(client.get("imprint_url", ""))):
+        errors.append(f"wagw_client.imprint_url: {client.get('imprint_url')!r} is not an https:// URL (the imprint, "
+                      "§5 DDG, linked from the opt-in request)")
+    privacy = str(client.get("privacy_url") or "")
+    if privacy and not HTTPS_URL_RE.match(privacy):
+        errors.append(f"wagw_client.privacy_url: {privacy!r} is not an https:// URL")
+    dpo = str(client.get("dpo_contact", ""))
+    if not (EMAIL_RE.match(dpo) or HTTPS_URL_RE.match(dpo)):
+        errors.append(f"wagw_client.dpo_contact: {dpo!r} is neither an e-mail address nor an https:// URL "
+                      "(Art. 37(7) GDPR: the DPO's contact is published)")
+    if not client.get("purposes"):
+        errors.append("wagw_client.purposes is empty (Art. 30(1)(b): each purpose with its legal basis)")
+    for index, item in enumerate(client.get("processors") or []):
+        errors += _processor_errors(f"wagw_client.processors[{index}]", item)
+    if client.get("bsp"):
+        errors += _processor_errors("wagw_client.bsp", client["bsp"])
+    return errors
+
+
 # --- secrets in clear text -------------------------------------------------------------------
 # The schema (playbooks/schema/client.yml) marks every secret with no_log: true; that mark is the
 # list of secrets. A production client's secret must come from the vault (an inline !vault value
@@ -267,5 +312,6 @@ class FilterModule:
             "wagw_destination_errors": wagw_destination_errors,
             "wagw_phone_name_errors": wagw_phone_name_errors,
             "wagw_client_errors": wagw_client_errors,
+            "wagw_client_record_errors": wagw_client_record_errors,
             "wagw_secrets_in_clear": wagw_secrets_in_clear,
         }
