@@ -31,6 +31,23 @@ def run_module(module: str, args: dict[str, Any], *flags: str, env: dict[str, st
     return result
 
 
+def resolved(hosts_file: Path, host: str, *names: str, args: tuple[str, ...] = (),
+             env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The values a task on this host of this inventory sees for these variables (templated)."""
+    run_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+                   ANSIBLE_LOAD_CALLBACK_PLUGINS="1", **(env or {}))
+    expr = "{" + ", ".join(f"'{n}': {n}" for n in names) + "}"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), host, "-i", str(hosts_file), "-c", "local", *args,
+         "-m", "ansible.builtin.debug", "-a", json.dumps({"msg": "{{ " + expr + " }}"})],
+        capture_output=True, text=True, env=run_env, cwd=ROOT, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The JSON document comes first; ansible.cfg's profile_tasks prints its table after it.
+    out, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
+    msg: dict[str, Any] = out["plays"][0]["tasks"][0]["hosts"][host]["msg"]
+    return msg
+
+
 @pytest.fixture
 def example_inventory(tmp_path: Path) -> Path:
     """A writable copy of the embedded example inventory."""

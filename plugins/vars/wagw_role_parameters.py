@@ -37,18 +37,22 @@ class VarsModule(BaseVarsPlugin):
     REQUIRES_ENABLED = True
     is_stateless = True
 
+    @staticmethod
+    def parameters(loader: Any) -> dict[str, Any]:
+        """Every role parameter of playbooks/role_parameters/, as the templates written there."""
+        data: dict[str, Any] = {}
+        for found in sorted(PARAMETERS_DIR.glob("*.yml")):
+            # Templates over the inventory, evaluated when a task reads them.
+            new = loader.load_from_file(str(found), cache="all", unsafe=True, trusted_as_template=True)
+            if not isinstance(new, dict):
+                raise AnsibleParserError(f"{found}: expected a mapping of role parameters")
+            data = combine_vars(data, new)
+        return data
+
     def get_vars(self, loader: Any, path: str, entities: Any, cache: bool = True) -> dict[str, Any]:
         super().get_vars(loader, path, entities)
-        data: dict[str, Any] = {}
         for entity in entities if isinstance(entities, list) else [entities]:
-            if not isinstance(entity, Group) or entity.name != "all":
-                continue
-            for found in sorted(PARAMETERS_DIR.glob("*.yml")):
-                # Templates over the inventory, evaluated when a task reads them.
-                new = loader.load_from_file(str(found), cache="all", unsafe=True, trusted_as_template=True)
-                if not isinstance(new, dict):
-                    raise AnsibleParserError(f"{found}: expected a mapping of role parameters")
-                data = combine_vars(data, new)
-            # The inventory file's own vars for all: not overridden.
-            data = {key: value for key, value in data.items() if key not in entity.vars}
-        return data
+            if isinstance(entity, Group) and entity.name == "all":
+                # The inventory file's own vars for all: not overridden.
+                return {key: value for key, value in self.parameters(loader).items() if key not in entity.vars}
+        return {}

@@ -4,34 +4,19 @@ parameter set anywhere in a client inventory replaces the derived one."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+import conftest
 
 HOST = "demo-gateway"
 
 
 def resolved(inventory: Path, *names: str) -> dict[str, object]:
     """The values a task on the demo host sees for these variables (templated)."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    expr = "{" + ", ".join(f"'{n}': {n}" for n in names) + "}"
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), HOST, "-i", str(inventory / "hosts.yml"),
-         "-c", "local", "-m", "ansible.builtin.debug", "-a", json.dumps({"msg": "{{ " + expr + " }}"})],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    # The JSON document comes first; ansible.cfg's profile_tasks prints its table after it.
-    out, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{"):])
-    msg: dict[str, object] = out["plays"][0]["tasks"][0]["hosts"][HOST]["msg"]
-    return msg
+    return conftest.resolved(inventory / "hosts.yml", HOST, *names)
 
 
 def write_yaml(path: Path, data: dict[str, object]) -> None:

@@ -1,0 +1,121 @@
+# The client's settings layered: the MSP's defaults, then the client's groups, then the host,
+# merged recursively where a setting is a dict (Ansible alone would replace the whole dict).
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: wagw_layers
+short_description: A client's settings merged over the MSP's shared defaults and under host values
+description:
+  - Ansible replaces a dict variable as a whole when a higher layer sets it again, so a shared
+    default of C(wagw_tls) would either vanish or replace the client's whole C(wagw_tls). This
+    plugin merges the layers of each host instead, lowest first.
+  - 1. The MSP's defaults (every C(*.yml) of the MSP defaults folder, in name order).
+  - 2. The inventory's group C(all) (inventory file, then C(group_vars/all/)).
+  - 3. The host's other groups in Ansible's group order (depth, priority, name), each inventory
+    file then C(group_vars/<group>/).
+  - 4. The host (inventory file, then C(host_vars/<host>/)).
+  - A C(wagw_*) setting that is a dict in two layers is merged key by key, recursively; any other
+    value (a list, a string, a number, a variable not named C(wagw_*)) of a higher layer
+    replaces the lower one, as in Ansible. A variable set only in the MSP's defaults is used as
+    if the client's inventory set it for C(all).
+  - The result ranks as the host's inventory C(host_vars); extra vars, facts and play vars still
+    win. C(ansible-inventory --host <host>) shows the merged values. Within one layer's folder the
+    files replace each other, as in Ansible.
+  - The MSP defaults folder is C(_msp/) next to the client folders (the parent of the inventory's
+    folder, so C(~/wagw-clients/_msp/) for C(~/wagw-clients/<client>/hosts.yml)), or the folder
+    that C(WAGW_MSP_DEFAULTS) names. It is optional; C(WAGW_MSP_DEFAULTS="") switches it off.
+    It holds no secrets (it is shared by every client; the pre-flight check refuses clear-text
+    secrets of production clients wherever they are written).
+options:
+  stage:
+    description:
+      - Both stages, fixed. At inventory parse time the merged values become the host's own
+        (C(ansible-inventory) shows them); when a task runs, C(host_group_vars) reads the
+        inventory's C(host_vars) again, and this plugin, enabled after it, merges again on top.
+    type: str
+    default: all
+    choices: [all]
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleParserError
+from ansible.inventory.helpers import sort_groups
+from ansible.inventory.host import Host
+from ansible.plugins.loader import vars_loader
+from ansible.plugins.vars import BaseVarsPlugin
+from ansible.utils.vars import merge_hash
+
+MSP_FOLDER = "_msp"
+SETTING_PREFIX = "wagw_"
+_ABSENT = object()
+
+
+def msp_defaults_dir(inventory_dir: str) -> Path | None:
+    """The MSP's defaults folder of an inventory, if there is one."""
+    configured = os.environ.get("WAGW_MSP_DEFAULTS")
+    if configured is not None:
+        return Path(configured).expanduser() if configured else None
+    return Path(inventory_dir).resolve().parent / MSP_FOLDER
+
+
+def layer_over(lower: dict[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
+    """upper over lower: wagw_* dicts merged recursively, everything else replaced."""
+    result = dict(lower)
+    for key, value in upper.items():
+        below = result.get(key)
+        if key.startswith(SETTING_PREFIX) and isinstance(value, Mapping) and isinstance(below, Mapping):
+            result[key] = merge_hash(below, value, recursive=True, list_merge="replace")
+        else:
+            result[key] = value
+    return result
+
+
+class VarsModule(BaseVarsPlugin):
+    REQUIRES_ENABLED = True
+    is_stateless = True
+
+    def _msp_defaults(self, loader: Any, inventory_dir: str) -> dict[str, Any]:
+        folder = msp_defaults_dir(inventory_dir)
+        data: dict[str, Any] = {}
+        if folder is None or not folder.is_dir():
+            return data
+        for found in sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")]):
+            new = loader.load_from_file(str(found), cache="all", unsafe=True, trusted_as_template=True)
+            if new is None:
+                continue
+            if not isinstance(new, Mapping):
+                raise AnsibleParserError(f"{found}: the MSP's defaults must be a mapping of variables")
+            data = layer_over(data, new)
+        return data
+
+    def get_vars(self, loader: Any, path: str, entities: Any, cache: bool = True) -> dict[str, Any]:
+        super().get_vars(loader, path, entities)
+        files = vars_loader.get("ansible.builtin.host_group_vars")
+        # The derived role parameters sit in group all's vars since inventory parse time; they rank
+        # below the MSP's defaults, so they are not an inventory layer here.
+        derived = vars_loader.get("wagw_role_parameters").parameters(loader)
+        data: dict[str, Any] = {}
+        for host in entities if isinstance(entities, list) else [entities]:
+            if not isinstance(host, Host):
+                continue
+            msp = self._msp_defaults(loader, path)
+            groups = host.get_groups()
+            ordered = [g for g in groups if g.name == "all"] + sort_groups([g for g in groups if g.name != "all"])
+            layers = [msp]
+            for entity in [*ordered, host]:
+                inline = {key: value for key, value in entity.get_vars().items()
+                          if entity.name != "all" or derived.get(key, _ABSENT) != value}
+                layers += [inline, files.get_vars(loader, path, entity)]
+            merged: dict[str, Any] = {}
+            for layer in layers:
+                merged = layer_over(merged, layer)
+            # Only what differs from Ansible's own replacing: the MSP's variables and the merged
+            # settings. Everything else stays where Ansible puts it.
+            data |= {key: value for key, value in merged.items()
+                     if key in msp or (key.startswith(SETTING_PREFIX) and isinstance(value, Mapping)
+                                       and sum(isinstance(layer.get(key), Mapping) for layer in layers) > 1)}
+        return data

@@ -1,0 +1,138 @@
+"""plugins/vars/wagw_layers.py: product defaults -> the MSP's defaults -> client -> host, merged
+recursively where a wagw_* setting is a dict; everything else replaced, as in Ansible."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conftest import ROOT, resolved
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+# the MSP's edits after the scaffold, shared with the benchmark
+from clients import complete
+
+BIN = Path(sys.executable).parent
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+
+
+def layered_client(tmp_path: Path) -> Path:
+    """One host in group media of client a, with a value for each layer."""
+    clients = tmp_path / "clients"
+    write_yaml(clients / "_msp" / "10-defaults.yml", {
+        "wagw_tls": {"mode": "acme", "acme": {"email": "noc@msp.example", "directory": "https://acme.msp.example/dir"}},
+        "wagw_retention": {"log_days": 5, "raw_payload_days": 3},
+        "wagw_whatsapp": {"audio_codecs": ["opus", "pcma"]},
+        "msp_scalar": "msp", "msp_only": "msp",
+        # a role parameter: the MSP's value ranks above the one derived from the client's settings
+        "asterisk_rtp_port_start": 30000,
+        "plain_dict": {"from": "msp", "kept": "no"},
+    })
+    folder = clients / "a"
+    write_yaml(folder / "hosts.yml", {"all": {"children": {"media": {"hosts": {"h1": {
+        "ansible_python_interpreter": sys.executable}}}}}})
+    write_yaml(folder / "group_vars" / "all" / "settings.yml", {
+        "wagw_tls": {"acme": {"email": "it@a.example"}},
+        "wagw_whatsapp": {"audio_codecs": ["opus"]},
+        "msp_scalar": "client", "plain_dict": {"from": "client"}})
+    write_yaml(folder / "group_vars" / "media" / "settings.yml", {"wagw_retention": {"call_record_days": 30}})
+    write_yaml(folder / "host_vars" / "h1" / "settings.yml", {"wagw_retention": {"log_days": 3}})
+    return folder
+
+
+def test_each_layer_adds_to_the_settings_below_it(tmp_path: Path) -> None:
+    folder = layered_client(tmp_path)
+    values = resolved(folder / "hosts.yml", "h1", "wagw_tls", "wagw_retention", "wagw_whatsapp", "msp_scalar",
+                      "msp_only", "plain_dict", "asterisk_rtp_port_start", "asterisk_rtp_port_end",
+                      "wagw_retention_days")
+    # dicts merged key by key: the MSP's directory stays, the client's email wins
+    assert values["wagw_tls"] == {"mode": "acme", "acme": {"email": "it@a.example",
+                                                           "directory": "https://acme.msp.example/dir"}}
+    # MSP -> group media -> host
+    assert values["wagw_retention"] == {"log_days": 3, "raw_payload_days": 3, "call_record_days": 30}
+    # the product's defaults fill in the rest (role parameters)
+    assert values["wagw_retention_days"] == {"call_record_days": 30, "log_days": 3, "raw_payload_days": 3,
+                                             "consent_proof_days": 1095}
+    # lists, scalars and dicts not named wagw_* are replaced, as Ansible does
+    assert values["wagw_whatsapp"] == {"audio_codecs": ["opus"]}
+    assert values["msp_scalar"] == "client"
+    assert values["msp_only"] == "msp"
+    assert values["plain_dict"] == {"from": "client"}
+    assert values["asterisk_rtp_port_start"] == 30000
+    assert int(values["asterisk_rtp_port_end"]) == 30999
+
+
+def test_the_msp_defaults_folder_can_be_named_or_switched_off(tmp_path: Path) -> None:
+    folder = layered_client(tmp_path)
+    elsewhere = tmp_path / "shared-defaults"
+    write_yaml(elsewhere / "defaults.yml", {"wagw_retention": {"raw_payload_days": 2}})
+    named = resolved(folder / "hosts.yml", "h1", "wagw_retention", env={"WAGW_MSP_DEFAULTS": str(elsewhere)})
+    assert named["wagw_retention"] == {"log_days": 3, "raw_payload_days": 2, "call_record_days": 30}
+    off = resolved(folder / "hosts.yml", "h1", "wagw_retention", "wagw_tls", "msp_only is defined",
+                   env={"WAGW_MSP_DEFAULTS": ""})
+    assert off == {"wagw_retention": {"log_days": 3, "call_record_days": 30},
+                   "wagw_tls": {"acme": {"email": "it@a.example"}}, "msp_only is defined": False}
+
+
+def scaffold(client_id: str, clients: Path, vaults: Path) -> None:
+    subprocess.run([str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "new_client.yml"),
+                    "-e", f"client_id={client_id}", "-e", f"clients_dir={clients}", "-e", f"vault_dir={vaults}",
+                    "-e", "client_legal_name=Praxis Test", "-e", f"client_sip_domain=sip.{client_id}.example",
+                    "-e", f"client_webhook_host=hooks.{client_id}.example", "-e", "client_acme_email=it@praxis.example"],
+                   check=True, capture_output=True, cwd=ROOT, timeout=120,
+                   env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")))
+    complete(clients / client_id)
+
+
+def fleet_validate(clients: Path, vaults: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, WAGW_CLIENTS_DIR=str(clients), WAGW_VAULT_DIR=str(vaults))
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "wagw-fleet"), "--playbook", "playbooks/validate.yml"],
+                          capture_output=True, text=True, env=env, check=False, timeout=600)
+
+
+def test_two_scaffolded_clients_on_shared_msp_defaults(tmp_path: Path) -> None:
+    clients, vaults = tmp_path / "clients", tmp_path / "vaults"
+    for client in ("zahnarzt", "kanzlei"):
+        scaffold(client, clients, vaults)
+    # The zahnarzt takes the MSP's log and payload days; the kanzlei keeps the scaffold's table
+    # whole and its host sets a time zone of its own (one key, merged into the client's wagw_bridge).
+    retention = clients / "zahnarzt" / "group_vars" / "all" / "retention.yml"
+    table = yaml.safe_load(retention.read_text())
+    del table["wagw_retention"]["log_days"], table["wagw_retention"]["raw_payload_days"]
+    retention.write_text(yaml.safe_dump(table))
+    write_yaml(clients / "kanzlei" / "host_vars" / "kanzlei-gw" / "local.yml", {"wagw_bridge": {"timezone": "Europe/Vienna"}})
+    msp = clients / "_msp" / "defaults.yml"
+
+    # Beyond the maximum of 14 days: only the client that inherits it fails, named with its key.
+    write_yaml(msp, {"wagw_retention": {"log_days": 30, "raw_payload_days": 3}})
+    result = fleet_validate(clients, vaults)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert re.match(r"kanzlei +ok ", lines[0]), lines
+    assert re.match(r"zahnarzt +FAILED ", lines[1]), lines
+    log = Path(lines[1].rsplit("log=", 1)[1]).read_text()
+    assert "client zahnarzt: wagw_retention.log_days is 30 days; allowed 1 to 14" in " ".join(log.split()), log[-3000:]
+
+    write_yaml(msp, {"wagw_retention": {"log_days": 5, "raw_payload_days": 3}})
+    result = fleet_validate(clients, vaults)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fleet: 2 client(s), 2 ok, 0 failed" in result.stdout
+    seen = {client: resolved(clients / client / "hosts.yml", f"{client}-gw", "wagw_retention_days", "webhook_bridge_timezone",
+                             "wagw_client.id", args=("--vault-id", f"{client}@{vaults / client}"))
+            for client in ("zahnarzt", "kanzlei")}
+    assert seen["zahnarzt"] == {"wagw_client.id": "zahnarzt", "webhook_bridge_timezone": "Europe/Berlin",
+                                "wagw_retention_days": {"call_record_days": 90, "log_days": 5,
+                                                        "raw_payload_days": 3, "consent_proof_days": 1095}}
+    assert seen["kanzlei"] == {"wagw_client.id": "kanzlei", "webhook_bridge_timezone": "Europe/Vienna",
+                               "wagw_retention_days": {"call_record_days": 90, "log_days": 7,
+                                                       "raw_payload_days": 7, "consent_proof_days": 1095}}
