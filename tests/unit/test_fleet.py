@@ -3,6 +3,7 @@ id), one line per client, a fleet line, exit 1 when any client failed, the other
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -100,3 +101,29 @@ def test_an_unknown_client_is_named(fleet: dict[str, Path]) -> None:
     assert result.returncode != 0
     assert "no client zahnarzt in" in result.stderr
     assert not (fleet["clients"] / "a" / "logs").exists()
+
+
+def evidence(folder: Path, host: str, passed: bool, not_after: str | None) -> None:
+    """A host's evidence as playbooks/audit.yml writes it (wagw_host_audit's controls)."""
+    controls = [{"id": "RET-CDR", "passed": passed}]
+    if not_after:
+        controls.append({"id": "TLS-CERT", "passed": True, "not_after": not_after})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{host}.json").write_text(json.dumps({"client": folder.parent.name, "host": host,
+                                                     "passed": passed, "controls": controls}))
+
+
+def test_each_client_line_shows_its_last_audit_and_certificate_expiry(fleet: dict[str, Path]) -> None:
+    audits = fleet["clients"] / ".audit"
+    evidence(audits / "a" / "20261101T020000Z", "a-edge", False, "2026-12-03T00:00:00Z")
+    # the newer run counts: two hosts, both passed, the earlier of their certificates
+    evidence(audits / "a" / "20261130T020000Z", "a-edge", True, "2027-01-30T12:00:00Z")
+    evidence(audits / "a" / "20261130T020000Z", "a-bridge", True, "2027-02-15T12:00:00Z")
+    result = run(fleet)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert re.search(r" audit=ok@20261130T020000Z cert=2027-01-30\(\d+d\) log=", lines[0]), lines
+    assert " audit=none cert=? log=" in lines[1], lines
+    evidence(audits / "b" / "20261201T020000Z", "b-gw", False, None)
+    lines = run(fleet, "b").stdout.splitlines()
+    assert " audit=FAILED@20261201T020000Z(RET-CDR) cert=? log=" in lines[0], lines

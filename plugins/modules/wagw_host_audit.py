@@ -1,22 +1,25 @@
 #!/usr/bin/python
 # Copyright: (c) 2026, wa-voip-gateway
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Live evidence of GDPR Art. 5(1)(e) on one host, in one module run: changes nothing."""
+"""Live evidence of a host's controls (GDPR Art. 5(1)(e) retention, Art. 32 certificates), in
+one module run: changes nothing."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: wagw_retention_audit
-short_description: Read a host's live retention evidence and judge it against the declared limits
+module: wagw_host_audit
+short_description: Read a host's live evidence (retention, certificates) and judge it against the declared limits
 description:
   - Reads, on the host and without changing anything, what an auditor needs to see that the
-    declared retention (the client's C(wagw_retention)) is enforced, and judges each control
-    pass or fail. One module run per host; C(playbooks/audit.yml) calls it.
+    declared retention (the client's C(wagw_retention)) is enforced and the host's certificates
+    are valid, and judges each control pass or fail. One module run per host;
+    C(playbooks/audit.yml) calls it.
   - "Controls, each with a stable id: C(RET-CDR) the oldest call record in Asterisk's CDR file;
     C(RET-LOGFILES) the oldest file in Asterisk's log directory; C(RET-JOURNAL) journald's
     C(MaxRetentionSec) and its oldest entry; C(RET-TIMER) each retention timer enabled, active and
-    its last run successful; C(RET-EVIDENCE) each evidence file present and its last run recent."
+    its last run successful; C(RET-EVIDENCE) each evidence file present and its last run recent;
+    C(TLS-CERT) each certificate readable and valid for at least its I(min_days) more days."
   - An age is within its limit when it is at most I(limit_days) plus I(grace_days) days, as a
     daily run leaves records up to a day older than the limit until it next runs.
 options:
@@ -53,6 +56,14 @@ options:
     description: Days beyond a limit that a daily run may leave.
     type: int
     default: 1
+  certificates:
+    description: Certificates (PEM; the first one in the file is judged) that must still be valid for I(min_days) days.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: The certificate file., type: path, required: true}
+      min_days: {description: Days it must still be valid., type: int, default: 14}
 extends_documentation_fragment:
   - wagw_module
 author:
@@ -60,14 +71,20 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Read the retention evidence of a media node
-  wagw_retention_audit:
+- name: Read the evidence of a media node
+  wagw_host_audit:
     call_records: {path: /var/log/asterisk/cdr-custom/wagw.csv, limit_days: 90}
     log_files: {path: /var/log/asterisk, limit_days: 7}
     journal_limit_days: 7
     timers: [wagw-asterisk-retention.timer]
     evidence_files: [/var/lib/wagw/evidence/asterisk-retention.jsonl]
-  register: retention_audit
+  register: host_audit
+
+- name: Read the evidence of an edge's certificate
+  wagw_host_audit:
+    certificates:
+      - {path: /etc/wagw/tls/sip.example.org/cert.pem, min_days: 14}
+  register: host_audit
 """
 
 RETURN = r"""
@@ -89,6 +106,14 @@ controls:
       oldest: "2026-11-30T10:00:00Z"
       oldest_age_days: 1.1
       detail: 12 rows
+    - id: TLS-CERT
+      title: certificate valid for its minimum days
+      object: /etc/wagw/tls/sip.example.org/cert.pem
+      passed: true
+      not_after: "2027-02-28T12:00:00Z"
+      days_left: 89.2
+      min_days: 14
+      detail: "subject=CN=sip.example.org"
 """
 
 import csv
@@ -222,6 +247,24 @@ def evidence_control(path: Path, max_age_days: int, now: float) -> dict:
     return control
 
 
+def certificate_control(module: AnsibleModule, path: str, min_days: int, now: float) -> dict:
+    control = {"id": "TLS-CERT", "title": "certificate valid for its minimum days", "object": path,
+               "min_days": min_days, "passed": False, "not_after": None, "days_left": None}
+    # openssl's CLI: the hosts have it (ca-certificates needs it), a Python library they might not.
+    rc, out, err = module.run_command([module.get_bin_path("openssl", required=True), "x509", "-noout",
+                                       "-enddate", "-subject", "-nameopt", "RFC2253", "-in", path])
+    end = re.search(r"^notAfter=(.+)$", out, re.M)
+    if rc != 0 or not end:
+        control["detail"] = f"not a readable certificate: {(err or out).strip().splitlines()[-1:] or ['?']}"
+        return control
+    expires = dt.datetime.strptime(" ".join(end.group(1).split()), "%b %d %H:%M:%S %Y %Z").replace(tzinfo=dt.UTC)
+    left = round((expires.timestamp() - now) / DAY, 2)
+    subject = re.search(r"^subject=(.*)$", out, re.M)
+    control.update(not_after=expires.strftime(TIME_FORMAT), days_left=left, passed=left >= min_days,
+                   detail=f"subject={subject.group(1).strip() if subject else '?'}")
+    return control
+
+
 def main() -> None:
     limit = {"path": {"type": "path", "required": True}, "limit_days": {"type": "int", "required": True}}
     module = AnsibleModule(
@@ -233,6 +276,8 @@ def main() -> None:
             "evidence_files": {"type": "list", "elements": "path", "default": []},
             "evidence_max_age_days": {"type": "int", "default": 2},
             "grace_days": {"type": "int", "default": 1},
+            "certificates": {"type": "list", "elements": "dict", "default": [], "options": {
+                "path": {"type": "path", "required": True}, "min_days": {"type": "int", "default": 14}}},
         },
         supports_check_mode=True,
     )
@@ -253,6 +298,7 @@ def main() -> None:
         controls.append(journal_control(module, p["journal_limit_days"], p["grace_days"], now))
     controls += [timer_control(module, timer) for timer in p["timers"]]
     controls += [evidence_control(Path(path), p["evidence_max_age_days"], now) for path in p["evidence_files"]]
+    controls += [certificate_control(module, c["path"], c["min_days"], now) for c in p["certificates"]]
     module.exit_json(changed=False, passed=all(c["passed"] for c in controls), controls=controls)
 
 
