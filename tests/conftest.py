@@ -16,13 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 
 
-def run_module(module: str, args: dict[str, Any], *flags: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Runs one of plugins/modules on the controller with ``ansible localhost -m`` and the
-    project's ansible.cfg; returns the module's result."""
+def run_module(module: str, args: dict[str, Any], *flags: str, env: dict[str, str] | None = None,
+               ansible: str | None = None) -> dict[str, Any]:
+    """Runs one of plugins/modules on the controller with ``ansible localhost -m`` (or the given
+    command in its place) and the project's ansible.cfg; returns the module's result."""
     run_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
                    ANSIBLE_LOAD_CALLBACK_PLUGINS="1", **(env or {}))
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", module,
+        [ansible or str(Path(sys.executable).parent / "ansible"), "localhost", "-m", module,
          "-a", json.dumps(args), *flags],
         capture_output=True, text=True, env=run_env, cwd=ROOT, check=False, timeout=120)
     # The JSON document comes first; ansible.cfg's profile_tasks prints its table after it.

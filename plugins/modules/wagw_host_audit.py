@@ -19,7 +19,11 @@ description:
     C(RET-LOGFILES) the oldest file in Asterisk's log directory; C(RET-JOURNAL) journald's
     C(MaxRetentionSec) and its oldest entry; C(RET-TIMER) each retention timer enabled, active and
     its last run successful; C(RET-EVIDENCE) each evidence file present and its last run recent;
-    C(TLS-CERT) each certificate readable and valid for at least its I(min_days) more days."
+    C(TLS-CERT) each certificate readable and valid for at least its I(min_days) more days;
+    C(TLS-PROTO) each TLS endpoint accepts exactly the allowed protocol versions and no TLS 1.2
+    cipher outside the allowed list (handshakes with the host's C(openssl s_client));
+    C(NET-FIREWALL) the loaded nftables input chain drops by default and accepts exactly the
+    declared ports from exactly the declared sources (address sets compared as networks)."
   - An age is within its limit when it is at most I(limit_days) plus I(grace_days) days, as a
     daily run leaves records up to a day older than the limit until it next runs.
 options:
@@ -64,6 +68,38 @@ options:
     suboptions:
       path: {description: The certificate file., type: path, required: true}
       min_days: {description: Days it must still be valid., type: int, default: 14}
+  tls_endpoints:
+    description: TLS listeners on the host to probe.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name: {description: What listens (shown in the control's object)., type: str, required: true}
+      port: {description: TCP port., type: int, required: true}
+      address: {description: Address to connect to (a wildcard listener is probed on loopback)., type: str, default: 127.0.0.1}
+      server_name: {description: SNI name to send; empty sends none., type: str, default: ''}
+  tls_protocols:
+    description: Protocol versions the endpoints must accept; every other one of TLSv1 to TLSv1.3 must be refused.
+    type: list
+    elements: str
+    default: [TLSv1.2, TLSv1.3]
+  tls_ciphers:
+    description: The TLS 1.2 ciphers (OpenSSL names) an endpoint may offer; a handshake offering only others must fail.
+    type: list
+    elements: str
+    default: []
+  firewall:
+    description: The inbound rules the host must have, as roles/common renders them into the nftables table I(table).
+    type: dict
+    suboptions:
+      ports:
+        description: Open ports as C(common_firewall_ports) declares them (port or range, proto, sources; no sources is any).
+        type: list
+        elements: dict
+        required: true
+      ssh_port: {description: The SSH port., type: int, default: 22}
+      ssh_sources: {description: Networks allowed to SSH; empty is any., type: list, elements: str, default: []}
+      table: {description: The inet table holding the input chain., type: str, default: wagw_filter}
 extends_documentation_fragment:
   - wagw_module
 author:
@@ -114,10 +150,18 @@ controls:
       days_left: 89.2
       min_days: 14
       detail: "subject=CN=sip.example.org"
+    - id: NET-FIREWALL
+      title: firewall accepts exactly the declared ports and sources
+      object: inet wagw_filter input
+      passed: false
+      missing: []
+      unexpected: ["tcp 8080 from any"]
+      detail: "policy drop; 1 unexpected, 0 missing"
 """
 
 import csv
 import datetime as dt
+import ipaddress
 import json
 import re
 import subprocess
@@ -265,6 +309,114 @@ def certificate_control(module: AnsibleModule, path: str, min_days: int, now: fl
     return control
 
 
+TLS_VERSIONS = {"TLSv1": "-tls1", "TLSv1.1": "-tls1_1", "TLSv1.2": "-tls1_2", "TLSv1.3": "-tls1_3"}
+
+
+def handshake(module: AnsibleModule, endpoint: dict, version: str, ciphers: str | None = None) -> str | None:
+    """The cipher a handshake with this version (and TLS 1.2 cipher list) agreed on, or None."""
+    argv = [module.get_bin_path("openssl", required=True), "s_client", "-connect",
+            f"{endpoint['address']}:{endpoint['port']}", TLS_VERSIONS[version], "-brief"]
+    if endpoint["server_name"]:
+        argv += ["-servername", endpoint["server_name"]]
+    # Security level 0: the client must be able to offer what the server has to refuse.
+    argv += ["-cipher", f"{ciphers or 'ALL:COMPLEMENTOFALL'}:@SECLEVEL=0"]
+    rc, out, err = module.run_command(argv, data="", binary_data=True)
+    found = re.search(r"^Ciphersuite:\s*(\S+)", out + err, re.M)
+    return found.group(1) if rc == 0 and found else None
+
+
+def tls_control(module: AnsibleModule, endpoint: dict, protocols: list[str], ciphers: list[str]) -> dict:
+    accepted = {version: handshake(module, endpoint, version) for version in TLS_VERSIONS}
+    offered = sorted(v for v, cipher in accepted.items() if cipher)
+    problems = [f"{v} accepted" for v in offered if v not in protocols]
+    problems += [f"{v} refused" for v in protocols if v in TLS_VERSIONS and not accepted[v]]
+    others = None
+    if ciphers and "TLSv1.2" in protocols:
+        # Everything but the allowed list: the server must find no cipher in common.
+        others = handshake(module, endpoint, "TLSv1.2", "ALL:COMPLEMENTOFALL:" + ":".join(f"!{c}" for c in ciphers))
+        if others:
+            problems.append(f"TLS 1.2 cipher {others} outside the allowed list")
+    return {"id": "TLS-PROTO", "title": "TLS endpoint offers only the allowed protocols and ciphers",
+            "object": f"{endpoint['name']} {endpoint['address']}:{endpoint['port']}", "passed": not problems,
+            "accepted": accepted, "detail": "; ".join(problems) or f"offers {', '.join(offered)}"}
+
+
+def _networks(values: list) -> list[str]:
+    """Sources as collapsed networks ("any" when empty); nft prints ranges and single addresses too."""
+    nets: list = []
+    for value in values:
+        if isinstance(value, dict) and "prefix" in value:
+            nets.append(ipaddress.ip_network(f"{value['prefix']['addr']}/{value['prefix']['len']}", strict=False))
+        elif isinstance(value, dict) and "range" in value:
+            first, last = (ipaddress.ip_address(a) for a in value["range"])
+            nets += ipaddress.summarize_address_range(first, last)
+        else:
+            nets.append(ipaddress.ip_network(str(value), strict=False))
+    if not nets:
+        return ["any"]
+    return [str(n) for version in (4, 6)
+            for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)]
+
+
+def _rule_strings(ports: dict) -> set[str]:
+    """(proto, port) -> sources, None for "any", as "proto port from networks"."""
+    return {f"{proto} {port} from {' '.join(['any'] if None in found else _networks(found))}"
+            for (proto, port), found in ports.items()}
+
+
+def live_rules(ruleset: dict, table: str) -> tuple[str | None, set[str]]:
+    """The input chain's policy and its accept rules as "proto port from sources" (a range as
+    "10000-10999"), the sources of one port merged over its IPv4 and IPv6 rules."""
+    policy, ports = None, {}
+    for item in ruleset.get("nftables", []):
+        chain, rule = item.get("chain"), item.get("rule")
+        if chain and chain.get("table") == table and chain.get("name") == "input":
+            policy = chain.get("policy")
+        if not rule or rule.get("table") != table or rule.get("chain") != "input":
+            continue
+        exprs = rule.get("expr", [])
+        if not any("accept" in e for e in exprs):
+            continue
+        proto = port = None
+        sources: list = []
+        for expr in exprs:
+            match = expr.get("match", {})
+            payload = match.get("left", {}).get("payload", {}) if isinstance(match.get("left"), dict) else {}
+            right = match.get("right")
+            if payload.get("field") == "dport":
+                proto = payload.get("protocol")
+                port = "-".join(str(p) for p in right["range"]) if isinstance(right, dict) and "range" in right \
+                    else str(right)
+            elif payload.get("field") == "saddr":
+                sources += right["set"] if isinstance(right, dict) and "set" in right else [right]
+        if proto and port:
+            ports.setdefault((proto, port), []).extend(sources or [None])
+    return policy, _rule_strings(ports)
+
+
+def declared_rules(firewall: dict) -> set[str]:
+    ports: dict = {("tcp", str(firewall["ssh_port"])): list(firewall["ssh_sources"]) or [None]}
+    for rule in firewall["ports"]:
+        ports.setdefault((rule["proto"], str(rule["port"])), []).extend(rule.get("sources") or [None])
+    return _rule_strings(ports)
+
+
+def firewall_control(module: AnsibleModule, firewall: dict) -> dict:
+    control = {"id": "NET-FIREWALL", "title": "firewall accepts exactly the declared ports and sources",
+               "object": f"inet {firewall['table']} input", "passed": False}
+    rc, out, err = module.run_command([module.get_bin_path("nft", required=True), "-j", "list", "table", "inet",
+                                       firewall["table"]])
+    if rc != 0:
+        control["detail"] = f"no such table: {err.strip()}"
+        return control
+    policy, live = live_rules(json.loads(out), firewall["table"])
+    declared = declared_rules(firewall)
+    control.update(policy=policy, missing=sorted(declared - live), unexpected=sorted(live - declared),
+                   passed=policy == "drop" and live == declared,
+                   detail=f"policy {policy}; {len(live - declared)} unexpected, {len(declared - live)} missing")
+    return control
+
+
 def main() -> None:
     limit = {"path": {"type": "path", "required": True}, "limit_days": {"type": "int", "required": True}}
     module = AnsibleModule(
@@ -278,6 +430,16 @@ def main() -> None:
             "grace_days": {"type": "int", "default": 1},
             "certificates": {"type": "list", "elements": "dict", "default": [], "options": {
                 "path": {"type": "path", "required": True}, "min_days": {"type": "int", "default": 14}}},
+            "tls_endpoints": {"type": "list", "elements": "dict", "default": [], "options": {
+                "name": {"type": "str", "required": True}, "port": {"type": "int", "required": True},
+                "address": {"type": "str", "default": "127.0.0.1"}, "server_name": {"type": "str", "default": ""}}},
+            "tls_protocols": {"type": "list", "elements": "str", "default": ["TLSv1.2", "TLSv1.3"]},
+            "tls_ciphers": {"type": "list", "elements": "str", "default": []},
+            "firewall": {"type": "dict", "options": {
+                "ports": {"type": "list", "elements": "dict", "required": True},
+                "ssh_port": {"type": "int", "default": 22},
+                "ssh_sources": {"type": "list", "elements": "str", "default": []},
+                "table": {"type": "str", "default": "wagw_filter"}}},
         },
         supports_check_mode=True,
     )
@@ -299,6 +461,9 @@ def main() -> None:
     controls += [timer_control(module, timer) for timer in p["timers"]]
     controls += [evidence_control(Path(path), p["evidence_max_age_days"], now) for path in p["evidence_files"]]
     controls += [certificate_control(module, c["path"], c["min_days"], now) for c in p["certificates"]]
+    controls += [tls_control(module, e, p["tls_protocols"], p["tls_ciphers"]) for e in p["tls_endpoints"]]
+    if p["firewall"]:
+        controls.append(firewall_control(module, p["firewall"]))
     module.exit_json(changed=False, passed=all(c["passed"] for c in controls), controls=controls)
 
 

@@ -7,7 +7,10 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from conftest import run_module
@@ -96,3 +99,86 @@ def test_a_certificate_must_be_valid_for_its_minimum_days(tmp_path: Path) -> Non
     assert not broken_c["passed"]
     assert broken_c["detail"].startswith("not a readable certificate")
     assert not result["passed"]
+
+
+# The rules as roles/common renders them (nftables.conf.j2), for a host with Meta's three
+# addresses on 5061, the phones from anywhere on 5063 and an RTP range from two networks.
+RULES = """table inet wagw_filter {
+    chain input {
+        type filter hook input priority filter; policy drop;
+        iif "lo" accept
+        ct state established,related accept
+        tcp dport 22 accept comment "ssh"
+        ip saddr { 127.0.0.10, 127.0.0.11, 127.0.0.12 } tcp dport 5061 accept comment "meta"
+        tcp dport 5063 accept comment "phones"
+        ip saddr { 198.51.100.0/24, 203.0.113.7 } udp dport 10000-10999 accept comment "rtp"
+        ip6 saddr { 2001:db8::/48 } udp dport 10000-10999 accept comment "rtp"
+%s
+    }
+}
+"""
+DECLARED = {"ports": [
+    {"port": 5061, "proto": "tcp", "sources": ["127.0.0.10/32", "127.0.0.11", "127.0.0.12/32"]},
+    {"port": 5063, "proto": "tcp", "sources": []},
+    {"port": "10000-10999", "proto": "udp", "sources": ["203.0.113.7/32", "198.51.100.0/24", "2001:db8::/48"]}]}
+
+
+def firewall_audit(tmp_path: Path, extra_rule: str = "") -> dict:
+    """The module run in a network namespace of its own, with the rule set loaded there."""
+    rules = tmp_path / "rules.nft"
+    rules.write_text(RULES % extra_rule)
+    script = tmp_path / "audit.sh"
+    script.write_text(f'set -e\nnft -f {rules}\nexec "$@"\n')
+    wrapper = tmp_path / "ansible-in-netns"
+    ansible = Path(sys.executable).parent / "ansible"
+    wrapper.write_text(f'#!/bin/sh\nexec unshare --net sh {script} {ansible} "$@"\n')
+    wrapper.chmod(0o755)
+    return controls(run_module("wagw_host_audit", {"firewall": DECLARED}, ansible=str(wrapper)))["NET-FIREWALL"]
+
+
+def test_the_loaded_firewall_must_match_the_declared_ports_and_sources(tmp_path: Path) -> None:
+    matching = firewall_audit(tmp_path)
+    assert matching["passed"], matching
+    assert matching["policy"] == "drop"
+    opened = firewall_audit(tmp_path, '        tcp dport 8080 accept comment "debugging"')
+    assert not opened["passed"]
+    assert opened["unexpected"] == ["tcp 8080 from any"]
+    widened = firewall_audit(tmp_path, '        ip saddr 192.0.2.1 tcp dport 5061 accept')
+    assert not widened["passed"]
+    assert widened["missing"] == ["tcp 5061 from 127.0.0.10/31 127.0.0.12/32"]
+    assert widened["unexpected"] == ["tcp 5061 from 127.0.0.10/31 127.0.0.12/32 192.0.2.1/32"]
+
+
+def tls_server(tmp_path: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
+    cert = certificate(tmp_path / f"server-{port}.pem", 30)
+    server = subprocess.Popen([shutil.which("openssl") or "openssl", "s_server", "-accept", f"127.0.0.1:{port}",
+                               "-cert", str(cert), "-key", str(cert.with_suffix(".key")), "-quiet", *options],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(50):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        time.sleep(0.1)
+    server.kill()
+    raise AssertionError("openssl s_server did not start")
+
+
+def test_a_tls_endpoint_must_offer_only_the_allowed_protocols_and_ciphers(tmp_path: Path) -> None:
+    policy = ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"]
+    strict = tls_server(tmp_path, 47061, "-no_tls1", "-no_tls1_1", "-cipher", ":".join(policy))
+    # the kind of server an old default leaves: TLS 1.0 and 1.1, CBC ciphers
+    loose = tls_server(tmp_path, 47443, "-cipher", "ALL:@SECLEVEL=0")
+    try:
+        result = run_module("wagw_host_audit", {
+            "tls_endpoints": [{"name": "strict", "port": 47061}, {"name": "loose", "port": 47443}],
+            "tls_protocols": ["TLSv1.2", "TLSv1.3"], "tls_ciphers": policy})
+    finally:
+        strict.kill()
+        loose.kill()
+    good, bad = result["controls"]
+    assert good["passed"], good
+    assert good["detail"] == "offers TLSv1.2, TLSv1.3"
+    assert good["accepted"]["TLSv1.2"] in policy
+    assert not bad["passed"]
+    assert bad["detail"].startswith("TLSv1 accepted; TLSv1.1 accepted; TLS 1.2 cipher "), bad
+    assert bad["detail"].endswith(" outside the allowed list")
