@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # postgresql: the bridge's tests start a real server of their own (initdb, pg_ctl); nftables:
-# the audit module's firewall test loads a rule set in a network namespace of its own.
-packages=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins make python3-venv postgresql nftables)
+# the audit module's firewall test loads a rule set in a network namespace of its own;
+# graphviz: the audit report's data-flow diagram (dot).
+packages=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins make python3-venv postgresql nftables graphviz)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
