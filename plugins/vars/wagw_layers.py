@@ -26,6 +26,14 @@ description:
     that C(WAGW_MSP_DEFAULTS) names. It is optional; C(WAGW_MSP_DEFAULTS="") switches it off.
     It holds no secrets (it is shared by every client; the pre-flight check refuses clear-text
     secrets of production clients wherever they are written).
+  - >-
+    Structure-only mode (C(WAGW_STRUCTURE_ONLY=1), with C(host_group_vars) not enabled, as
+    C(scripts/wagw-fleet --structure-only) runs it): the plugin reads C(group_vars/) and
+    C(host_vars/) itself and needs no vault password. A vault-encrypted file is skipped, an
+    inline C(!vault) value and every C(vault_*) variable the settings refer to but no readable
+    file defines stand for a placeholder, and C(wagw_structure_only) is true, so that
+    C(playbooks/validate.yml) checks the structure and the rules and leaves the secrets' values
+    alone.
 options:
   stage:
     description:
@@ -38,13 +46,16 @@ options:
 """
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleParserError
+from ansible.inventory.group import Group
 from ansible.inventory.helpers import sort_groups
 from ansible.inventory.host import Host
+from ansible.parsing.vault import EncryptedString, is_encrypted_file
 from ansible.plugins.loader import vars_loader
 from ansible.plugins.vars import BaseVarsPlugin
 from ansible.utils.vars import merge_hash
@@ -52,6 +63,35 @@ from ansible.utils.vars import merge_hash
 MSP_FOLDER = "_msp"
 SETTING_PREFIX = "wagw_"
 _ABSENT = object()
+# What a secret reads as in a structure-only check: long enough for the rules on secrets' length.
+VAULTED = "(vaulted: not read by a structure-only check)"
+VAULT_REFERENCE = re.compile(r"\bvault_[A-Za-z0-9_]+")
+
+
+def structure_only() -> bool:
+    return os.environ.get("WAGW_STRUCTURE_ONLY", "") not in ("", "0", "false", "no")
+
+
+def _without_secrets(value: Any) -> Any:
+    """Inline vault values as the placeholder (their ciphertext cannot be opened here)."""
+    if isinstance(value, EncryptedString):
+        return VAULTED
+    if isinstance(value, Mapping):
+        return {key: _without_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_secrets(item) for item in value]
+    return value
+
+
+def _references(value: Any) -> set[str]:
+    """vault_* variables a value's templates name."""
+    if isinstance(value, str):
+        return set(VAULT_REFERENCE.findall(value)) if "{{" in value else set()
+    if isinstance(value, Mapping):
+        return set().union(*(_references(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_references(item) for item in value))
+    return set()
 
 
 def msp_defaults_dir(inventory_dir: str) -> Path | None:
@@ -92,9 +132,33 @@ class VarsModule(BaseVarsPlugin):
             data = layer_over(data, new)
         return data
 
+    @staticmethod
+    def _readable_files(loader: Any, path: str, entity: Host | Group) -> dict[str, Any]:
+        """group_vars/host_vars of an entity as host_group_vars reads them, less vault-encrypted files."""
+        folder = Path(path).resolve() / ("host_vars" if isinstance(entity, Host) else "group_vars")
+        data: dict[str, Any] = {}
+        if not folder.is_dir():
+            return data
+        for found in loader.find_vars_files(str(folder), entity.name):
+            with open(found, "rb") as handle:
+                if is_encrypted_file(handle):
+                    continue
+            new = loader.load_from_file(found, cache="all", unsafe=True, trusted_as_template=True)
+            if new:
+                # files of one folder replace each other's variables, as in host_group_vars
+                data = {**data, **new}
+        return _without_secrets(data)
+
     def get_vars(self, loader: Any, path: str, entities: Any, cache: bool = True) -> dict[str, Any]:
         super().get_vars(loader, path, entities)
-        files = vars_loader.get("ansible.builtin.host_group_vars")
+        structure = structure_only()
+
+        def files(entity: Host | Group) -> dict[str, Any]:
+            if structure:
+                return self._readable_files(loader, path, entity)
+            # (enabled, so already loaded: getting it here adds no plugin to the loader's cache)
+            return vars_loader.get("ansible.builtin.host_group_vars").get_vars(loader, path, entity)
+
         # The derived role parameters sit in group all's vars since inventory parse time; they rank
         # below the MSP's defaults, so they are not an inventory layer here.
         derived = vars_loader.get("wagw_role_parameters").parameters(loader)
@@ -109,12 +173,18 @@ class VarsModule(BaseVarsPlugin):
             for entity in [*ordered, host]:
                 inline = {key: value for key, value in entity.get_vars().items()
                           if entity.name != "all" or derived.get(key, _ABSENT) != value}
-                layers += [inline, files.get_vars(loader, path, entity)]
+                layers += [_without_secrets(inline) if structure else inline, files(entity)]
             merged: dict[str, Any] = {}
             for layer in layers:
                 merged = layer_over(merged, layer)
             # Only what differs from Ansible's own replacing: the MSP's variables and the merged
             # settings. Everything else stays where Ansible puts it.
+            if structure:
+                # Everything the readable files say (host_group_vars is off), and the secrets
+                # they refer to as placeholders.
+                missing = _references(merged) - set(merged)
+                data |= dict.fromkeys(sorted(missing), VAULTED) | merged | {"wagw_structure_only": True}
+                continue
             data |= {key: value for key, value in merged.items()
                      if key in msp or (key.startswith(SETTING_PREFIX) and isinstance(value, Mapping)
                                        and sum(isinstance(layer.get(key), Mapping) for layer in layers) > 1)}

@@ -136,3 +136,36 @@ def test_two_scaffolded_clients_on_shared_msp_defaults(tmp_path: Path) -> None:
     assert seen["kanzlei"] == {"wagw_client.id": "kanzlei", "webhook_bridge_timezone": "Europe/Vienna",
                                "wagw_retention_days": {"call_record_days": 90, "log_days": 7,
                                                        "raw_payload_days": 7, "consent_proof_days": 1095}}
+
+
+def test_a_structure_only_check_needs_no_vault_password(tmp_path: Path) -> None:
+    clients, vaults = tmp_path / "clients", tmp_path / "vaults"
+    scaffold("zahnarzt", clients, vaults)
+    (vaults / "zahnarzt").rename(tmp_path / "elsewhere")
+    # an inline !vault value as well as the encrypted vault.yml
+    routing = clients / "zahnarzt" / "group_vars" / "all" / "routing.yml"
+    password = subprocess.run([str(BIN / "ansible-vault"), "encrypt_string", "--vault-id",
+                               f"zahnarzt@{tmp_path / 'elsewhere'}", "a phone's password", "--name", "x"],
+                              capture_output=True, text=True, check=True).stdout.split("x: ", 1)[1]
+    routing.write_text(routing.read_text().replace("password: '{{ vault_wagw_bridge_pseudonym_key }}'",
+                                                   "password: " + password.strip().replace("\n", "\n      ")))
+    assert "!vault" in routing.read_text()
+    env = dict(os.environ, WAGW_CLIENTS_DIR=str(clients), WAGW_VAULT_DIR=str(vaults))
+    fleet = [sys.executable, str(ROOT / "scripts" / "wagw-fleet")]
+    full = subprocess.run([*fleet, "--playbook", "playbooks/validate.yml"], capture_output=True, text=True, env=env,
+                          check=False, timeout=300)
+    assert full.returncode == 1, full.stdout
+    structure = subprocess.run([*fleet, "--structure-only"], capture_output=True, text=True, env=env, check=False,
+                               timeout=300)
+    assert structure.returncode == 0, structure.stdout + structure.stderr
+    log = Path(structure.stdout.splitlines()[0].rsplit("log=", 1)[1]).read_text()
+    assert "client zahnarzt: structure-only check (no vault password)" in " ".join(log.split())
+    # the rules still hold: a route to a number the client does not declare
+    routes = yaml.safe_load(routing.read_text().replace("!vault |", "|"))
+    routes["wagw_routes"][0]["whatsapp_number"] = "+4930555000999"
+    routing.write_text(yaml.safe_dump(routes))
+    broken = subprocess.run([*fleet, "--structure-only"], capture_output=True, text=True, env=env, check=False,
+                            timeout=300)
+    assert broken.returncode == 1, broken.stdout
+    log = Path(broken.stdout.splitlines()[0].rsplit("log=", 1)[1]).read_text()
+    assert "+4930555000999" in log
