@@ -9,6 +9,12 @@ description:
   - Ansible replaces a dict variable as a whole when a higher layer sets it again, so a shared
     default of C(wagw_tls) would either vanish or replace the client's whole C(wagw_tls). This
     plugin merges the layers of each host instead, lowest first.
+  - >-
+    0. The product's defaults, the C(default)s of C(playbooks/schema/client.yml) (the schema the
+    pre-flight check validates with): a key a setting leaves out takes its default; a dict the
+    schema gives a default (C(wagw_retention), C(wagw_capacity), C(wagw_meta.calling)) exists even
+    when no layer writes it. A setting no layer writes and without a default stays undefined
+    (C(wagw_pbx), C(wagw_phones) mean something by being there).
   - 1. The MSP's defaults (every C(*.yml) of the MSP defaults folder, in name order).
   - 2. The inventory's group C(all) (inventory file, then C(group_vars/all/)).
   - 3. The host's other groups in Ansible's group order (depth, priority, name), each inventory
@@ -45,6 +51,7 @@ options:
     choices: [all]
 """
 
+import copy
 import os
 import re
 from collections.abc import Mapping
@@ -61,6 +68,7 @@ from ansible.plugins.vars import BaseVarsPlugin
 from ansible.utils.vars import merge_hash
 
 MSP_FOLDER = "_msp"
+SCHEMA = Path(__file__).resolve().parents[2] / "playbooks" / "schema" / "client.yml"
 SETTING_PREFIX = "wagw_"
 _ABSENT = object()
 # What a secret reads as in a structure-only check: long enough for the rules on secrets' length.
@@ -100,6 +108,25 @@ def msp_defaults_dir(inventory_dir: str) -> Path | None:
     if configured is not None:
         return Path(configured).expanduser() if configured else None
     return Path(inventory_dir).resolve().parent / MSP_FOLDER
+
+
+def with_defaults(value: Any, option: Mapping[str, Any]) -> Any:
+    """A setting with the schema's defaults where it leaves keys out, as validate_argument_spec
+    fills them in (suboptions of dicts and of lists of dicts)."""
+    suboptions = option.get("options")
+    if not suboptions:
+        return value
+    if isinstance(value, list):
+        return [with_defaults(item, {"options": suboptions}) for item in value]
+    if not isinstance(value, Mapping):
+        return value
+    result = dict(value)
+    for key, sub in suboptions.items():
+        if key in result:
+            result[key] = with_defaults(result[key], sub)
+        elif "default" in sub:
+            result[key] = with_defaults(copy.deepcopy(sub["default"]), sub)
+    return result
 
 
 def layer_over(lower: dict[str, Any], upper: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,9 +176,14 @@ class VarsModule(BaseVarsPlugin):
                 data = {**data, **new}
         return _without_secrets(data)
 
+    @staticmethod
+    def _schema(loader: Any) -> Mapping[str, Any]:
+        return loader.load_from_file(str(SCHEMA), cache="all")["argument_specs"]["client"]["options"]
+
     def get_vars(self, loader: Any, path: str, entities: Any, cache: bool = True) -> dict[str, Any]:
         super().get_vars(loader, path, entities)
         structure = structure_only()
+        schema = self._schema(loader)
 
         def files(entity: Host | Group) -> dict[str, Any]:
             if structure:
@@ -164,7 +196,8 @@ class VarsModule(BaseVarsPlugin):
         derived = vars_loader.get("wagw_role_parameters").parameters(loader)
         data: dict[str, Any] = {}
         for host in entities if isinstance(entities, list) else [entities]:
-            if not isinstance(host, Host):
+            # (the implicit localhost is in no group of the inventory: its vars stay Ansible's)
+            if not isinstance(host, Host) or getattr(host, "implicit", False):
                 continue
             msp = self._msp_defaults(loader, path)
             groups = host.get_groups()
@@ -177,6 +210,10 @@ class VarsModule(BaseVarsPlugin):
             merged: dict[str, Any] = {}
             for layer in layers:
                 merged = layer_over(merged, layer)
+            # Layer 0, the product's defaults, filled in last: they never replace a layer's value.
+            defaulted = {name: with_defaults(merged[name] if name in merged else copy.deepcopy(option["default"]), option)
+                         for name, option in schema.items() if name in merged or "default" in option}
+            merged |= defaulted
             # Only what differs from Ansible's own replacing: the MSP's variables and the merged
             # settings. Everything else stays where Ansible puts it.
             if structure:
@@ -185,7 +222,7 @@ class VarsModule(BaseVarsPlugin):
                 missing = _references(merged) - set(merged)
                 data |= dict.fromkeys(sorted(missing), VAULTED) | merged | {"wagw_structure_only": True}
                 continue
-            data |= {key: value for key, value in merged.items()
-                     if key in msp or (key.startswith(SETTING_PREFIX) and isinstance(value, Mapping)
-                                       and sum(isinstance(layer.get(key), Mapping) for layer in layers) > 1)}
+            data |= defaulted | {key: value for key, value in merged.items()
+                                 if key in msp or (key.startswith(SETTING_PREFIX) and isinstance(value, Mapping)
+                                                   and sum(isinstance(layer.get(key), Mapping) for layer in layers) > 1)}
         return data

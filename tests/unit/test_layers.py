@@ -1,5 +1,5 @@
-"""plugins/vars/wagw_layers.py: product defaults -> the MSP's defaults -> client -> host, merged
-recursively where a wagw_* setting is a dict; everything else replaced, as in Ansible."""
+"""plugins/vars/wagw_layers.py: product defaults (the schema's) -> the MSP's defaults -> client ->
+host, merged recursively where a wagw_* setting is a dict; everything else replaced, as in Ansible."""
 
 from __future__ import annotations
 
@@ -55,16 +55,17 @@ def test_each_layer_adds_to_the_settings_below_it(tmp_path: Path) -> None:
     values = resolved(folder / "hosts.yml", "h1", "wagw_tls", "wagw_retention", "wagw_whatsapp", "msp_scalar",
                       "msp_only", "plain_dict", "asterisk_rtp_port_start", "asterisk_rtp_port_end",
                       "wagw_retention_days")
-    # dicts merged key by key: the MSP's directory stays, the client's email wins
-    assert values["wagw_tls"] == {"mode": "acme", "acme": {"email": "it@a.example",
-                                                           "directory": "https://acme.msp.example/dir"}}
-    # MSP -> group media -> host
-    assert values["wagw_retention"] == {"log_days": 3, "raw_payload_days": 3, "call_record_days": 30}
-    # the product's defaults fill in the rest (role parameters)
-    assert values["wagw_retention_days"] == {"call_record_days": 30, "log_days": 3, "raw_payload_days": 3,
-                                             "consent_proof_days": 1095}
+    # dicts merged key by key: the MSP's directory stays, the client's email wins; the schema's
+    # defaults fill in what no layer says (domains, challenge), never a whole dict that is not
+    # there (acme.route53)
+    assert values["wagw_tls"] == {"mode": "acme", "domains": [], "acme": {
+        "email": "it@a.example", "directory": "https://acme.msp.example/dir", "challenge": "http-01"}}
+    # schema -> MSP -> group media -> host
+    assert values["wagw_retention"] == {"log_days": 3, "raw_payload_days": 3, "call_record_days": 30,
+                                        "consent_proof_days": 1095}
+    assert values["wagw_retention_days"] == values["wagw_retention"]
     # lists, scalars and dicts not named wagw_* are replaced, as Ansible does
-    assert values["wagw_whatsapp"] == {"audio_codecs": ["opus"]}
+    assert values["wagw_whatsapp"] == {"audio_codecs": ["opus"], "srtp_key_exchange": "SDES", "media_networks": []}
     assert values["msp_scalar"] == "client"
     assert values["msp_only"] == "msp"
     assert values["plain_dict"] == {"from": "client"}
@@ -77,11 +78,15 @@ def test_the_msp_defaults_folder_can_be_named_or_switched_off(tmp_path: Path) ->
     elsewhere = tmp_path / "shared-defaults"
     write_yaml(elsewhere / "defaults.yml", {"wagw_retention": {"raw_payload_days": 2}})
     named = resolved(folder / "hosts.yml", "h1", "wagw_retention", env={"WAGW_MSP_DEFAULTS": str(elsewhere)})
-    assert named["wagw_retention"] == {"log_days": 3, "raw_payload_days": 2, "call_record_days": 30}
+    assert named["wagw_retention"] == {"log_days": 3, "raw_payload_days": 2, "call_record_days": 30,
+                                       "consent_proof_days": 1095}
     off = resolved(folder / "hosts.yml", "h1", "wagw_retention", "wagw_tls", "msp_only is defined",
-                   env={"WAGW_MSP_DEFAULTS": ""})
-    assert off == {"wagw_retention": {"log_days": 3, "call_record_days": 30},
-                   "wagw_tls": {"acme": {"email": "it@a.example"}}, "msp_only is defined": False}
+                   "wagw_pbx is defined", env={"WAGW_MSP_DEFAULTS": ""})
+    assert off == {"wagw_retention": {"log_days": 3, "call_record_days": 30, "raw_payload_days": 7,
+                                      "consent_proof_days": 1095},
+                   "wagw_tls": {"acme": {"email": "it@a.example", "challenge": "http-01",
+                                         "directory": "https://acme-v02.api.letsencrypt.org/directory"}, "domains": []},
+                   "msp_only is defined": False, "wagw_pbx is defined": False}
 
 
 def scaffold(client_id: str, clients: Path, vaults: Path) -> None:

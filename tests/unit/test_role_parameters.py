@@ -66,3 +66,21 @@ def test_the_media_nodes_are_sized_for_the_clients_peak(example_inventory: Path,
     values = resolved(example_inventory, "asterisk_open_files_limit", "asterisk_rtp_port_end")
     assert int(values["asterisk_open_files_limit"]) == open_files
     assert int(values["asterisk_rtp_port_end"]) == 20000 + rtp_ports - 1
+
+
+def test_a_key_the_client_leaves_out_takes_the_schemas_default(example_inventory: Path) -> None:
+    # Written once, in playbooks/schema/client.yml; plugins/vars/wagw_layers.py fills them in.
+    bridge = yaml.safe_load((example_inventory / "group_vars/all/bridge.yml").read_text())
+    for key in ("internal_port", "timezone", "permission_check"):
+        bridge["wagw_bridge"].pop(key, None)
+    write_yaml(example_inventory / "group_vars/all/bridge.yml", bridge)
+    whatsapp = yaml.safe_load((example_inventory / "group_vars/all/whatsapp.yml").read_text())
+    whatsapp["wagw_whatsapp"].pop("audio_codecs", None)
+    write_yaml(example_inventory / "group_vars/all/whatsapp.yml", whatsapp)
+    (example_inventory / "group_vars/all/retention.yml").unlink()
+    write_yaml(example_inventory / "host_vars" / HOST / "address.yml", {"wagw_internal_address": "192.0.2.5"})
+    values = resolved(example_inventory, "webhook_bridge_internal_listen", "webhook_bridge_timezone",
+                      "webhook_bridge_permission_check", "asterisk_whatsapp_codecs", "asterisk_cdr_retention_days")
+    assert values == {"webhook_bridge_internal_listen": "192.0.2.5:8081", "webhook_bridge_timezone": "Europe/Berlin",
+                      "webhook_bridge_permission_check": "off", "asterisk_whatsapp_codecs": ["opus"],
+                      "asterisk_cdr_retention_days": 90}
