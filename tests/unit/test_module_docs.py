@@ -56,3 +56,15 @@ def test_documented_options_are_the_accepted_ones(module: Path) -> None:
     assert accepted, result["msg"]
     names = {name.strip().split(" ")[0] for name in accepted.group(1).rstrip(".").split(",")}
     assert documented == names
+
+
+@pytest.mark.parametrize("plugin", sorted((ROOT / "plugins" / "vars").glob("*.py")), ids=lambda p: p.stem)
+def test_vars_plugins_document_themselves(plugin: Path) -> None:
+    """A vars plugin's DOCUMENTATION is read whenever Ansible loads its plugins: YAML that does
+    not parse stops every run, ansible-inventory included."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    doc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", "-t", "vars", plugin.stem],
+                         capture_output=True, text=True, env=env, cwd=ROOT, check=True, timeout=120)
+    documented = json.loads(doc.stdout)[plugin.stem]["doc"]
+    assert documented["name"] == plugin.stem
+    assert len(documented["description"]) >= 2
