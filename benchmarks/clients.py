@@ -56,6 +56,20 @@ def complete(folder: Path) -> None:
     edit(all_vars / "routing.yml", routing)
 
 
+def scaffold(client_id: str, clients: Path, vaults: Path, *args: str,
+             production: bool = False) -> subprocess.CompletedProcess[str]:
+    """playbooks/new_client.yml for one client; production answers the questions a production
+    client needs (SIP domain, webhook host, ACME contact). args: more -e values or flags."""
+    answers = ["-e", f"client_sip_domain=sip.{client_id}.example", "-e", f"client_webhook_host=hooks.{client_id}.example",
+               "-e", "client_acme_email=it@praxis.example"] if production else []
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "new_client.yml"),
+         "-e", f"client_id={client_id}", "-e", f"clients_dir={clients}", "-e", f"vault_dir={vaults}",
+         "-e", "client_legal_name=Praxis Test", *answers, *args],
+        capture_output=True, text=True, cwd=ROOT, check=False, timeout=300,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1"))
+
+
 def copy(template: Path, vault_dir: Path, client_id: str) -> None:
     folder = template.parent / client_id
     shutil.copytree(template, folder)
@@ -81,12 +95,9 @@ def fleet(clients: Path, vaults: Path, playbook: Path) -> tuple[float, str]:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wagw-bench-clients-") as tmp:
         clients, vaults = Path(tmp) / "clients", Path(tmp) / "vault"
-        subprocess.run([str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "new_client.yml"),
-                        "-e", "client_id=bench-000", "-e", f"clients_dir={clients}", "-e", f"vault_dir={vaults}",
-                        "-e", "client_legal_name=Praxis Bench", "-e", "client_sip_domain=sip.praxis.example",
-                        "-e", "client_webhook_host=hooks.praxis.example", "-e", "client_acme_email=it@praxis.example"],
-                       check=True, capture_output=True, cwd=ROOT,
-                       env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")))
+        made = scaffold("bench-000", clients, vaults, production=True)
+        if made.returncode != 0:
+            raise SystemExit(f"scaffold failed:\n{made.stdout[-2000:]}{made.stderr[-2000:]}")
         template = clients / "bench-000"
         complete(template)
         for index in range(1, CLIENTS):

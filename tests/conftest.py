@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+# benchmarks/clients.py: the scaffold of a production client, shared by tests and the benchmark
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def run_module(module: str, args: dict[str, Any], *flags: str, env: dict[str, str] | None = None,

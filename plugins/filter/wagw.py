@@ -303,6 +303,23 @@ def wagw_secrets_in_clear(settings: dict, schema_options: dict) -> list[str]:
     return errors
 
 
+DOCUMENTATION_AUDIT_FAILURES = """
+name: wagw_audit_failures
+short_description: The failed controls of an audit run
+description:
+  - Takes the host evidence of one audit run (the JSON files C(wagw_host_audit) wrote, one per
+    host) and returns each control that did not pass, with its host added
+    (C({host, id, object, ...})), in the run's order. The report and C(scripts/wagw-fleet) read a
+    run's failures through it.
+"""
+
+
+def wagw_audit_failures(evidence: list[dict]) -> list[dict]:
+    """The controls of an audit run that did not pass, each with its host."""
+    return [{"host": host.get("host"), **control}
+            for host in evidence for control in host.get("controls", []) if not control.get("passed")]
+
+
 class FilterModule:
     def filters(self) -> dict:
         return {
@@ -314,4 +331,5 @@ class FilterModule:
             "wagw_client_errors": wagw_client_errors,
             "wagw_client_record_errors": wagw_client_record_errors,
             "wagw_secrets_in_clear": wagw_secrets_in_clear,
+            "wagw_audit_failures": wagw_audit_failures,
         }

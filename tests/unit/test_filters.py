@@ -7,6 +7,7 @@ import pytest
 
 from wagw import (
     NO_PSTN_RULE,
+    wagw_audit_failures,
     wagw_destination_errors,
     wagw_phone_name_errors,
     wagw_route_destinations,
@@ -177,3 +178,18 @@ def test_a_phone_without_a_name_is_refused() -> None:
 def test_a_duplicate_phone_name_is_refused_once() -> None:
     phones = {"accounts": [{"name": "empfang"}, {"name": "werkstatt"}, {"name": "empfang"}, {"name": "empfang"}]}
     assert wagw_phone_name_errors(phones) == ["'empfang' is listed twice"]
+
+
+def test_audit_failures_are_the_controls_that_did_not_pass_with_their_host() -> None:
+    evidence = [
+        {"host": "edge", "passed": False, "controls": [
+            {"id": "TLS-PROTO", "object": "kamailio", "passed": True},
+            {"id": "NET-FIREWALL", "object": "inet wagw_filter", "passed": False, "detail": "5061 open to all"}]},
+        {"host": "media", "passed": False, "controls": [{"id": "RET-CDR", "object": "wagw.csv", "passed": False}]},
+        {"host": "bridge", "passed": True, "controls": []},
+    ]
+    assert wagw_audit_failures(evidence) == [
+        {"host": "edge", "id": "NET-FIREWALL", "object": "inet wagw_filter", "passed": False,
+         "detail": "5061 open to all"},
+        {"host": "media", "id": "RET-CDR", "object": "wagw.csv", "passed": False}]
+    assert wagw_audit_failures(evidence[2:]) == []

@@ -11,12 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from clients import complete, scaffold
 
 from conftest import ROOT, resolved
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-# the MSP's edits after the scaffold, shared with the benchmark
-from clients import complete
 
 BIN = Path(sys.executable).parent
 
@@ -89,13 +86,9 @@ def test_the_msp_defaults_folder_can_be_named_or_switched_off(tmp_path: Path) ->
                    "msp_only is defined": False, "wagw_pbx is defined": False}
 
 
-def scaffold(client_id: str, clients: Path, vaults: Path) -> None:
-    subprocess.run([str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "new_client.yml"),
-                    "-e", f"client_id={client_id}", "-e", f"clients_dir={clients}", "-e", f"vault_dir={vaults}",
-                    "-e", "client_legal_name=Praxis Test", "-e", f"client_sip_domain=sip.{client_id}.example",
-                    "-e", f"client_webhook_host=hooks.{client_id}.example", "-e", "client_acme_email=it@praxis.example"],
-                   check=True, capture_output=True, cwd=ROOT, timeout=120,
-                   env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")))
+def production_client(client_id: str, clients: Path, vaults: Path) -> None:
+    made = scaffold(client_id, clients, vaults, production=True)
+    assert made.returncode == 0, made.stdout + made.stderr
     complete(clients / client_id)
 
 
@@ -108,7 +101,7 @@ def fleet_validate(clients: Path, vaults: Path) -> subprocess.CompletedProcess[s
 def test_two_scaffolded_clients_on_shared_msp_defaults(tmp_path: Path) -> None:
     clients, vaults = tmp_path / "clients", tmp_path / "vaults"
     for client in ("zahnarzt", "kanzlei"):
-        scaffold(client, clients, vaults)
+        production_client(client, clients, vaults)
     # The zahnarzt takes the MSP's log and payload days; the kanzlei keeps the scaffold's table
     # whole and its host sets a time zone of its own (one key, merged into the client's wagw_bridge).
     retention = clients / "zahnarzt" / "group_vars" / "all" / "retention.yml"
@@ -145,7 +138,7 @@ def test_two_scaffolded_clients_on_shared_msp_defaults(tmp_path: Path) -> None:
 
 def test_a_structure_only_check_needs_no_vault_password(tmp_path: Path) -> None:
     clients, vaults = tmp_path / "clients", tmp_path / "vaults"
-    scaffold("zahnarzt", clients, vaults)
+    production_client("zahnarzt", clients, vaults)
     (vaults / "zahnarzt").rename(tmp_path / "elsewhere")
     # an inline !vault value as well as the encrypted vault.yml
     routing = clients / "zahnarzt" / "group_vars" / "all" / "routing.yml"

@@ -3,7 +3,6 @@ vault id, generated secrets only ever encrypted, nothing overwritten on a second
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -12,19 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from clients import scaffold
 
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
-
-
-def scaffold(client_id: str, clients: Path, vaults: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "new_client.yml"),
-         "-e", f"client_id={client_id}", "-e", f"clients_dir={clients}", "-e", f"vault_dir={vaults}",
-         "-e", "client_legal_name=Praxis Test", *flags],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120)
 
 
 def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
