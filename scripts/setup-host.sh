@@ -35,6 +35,12 @@ cgroup_manager = "cgroupfs"
 CONF
 fi
 
+# The checkout is the collection wagw.gateway (galaxy.yml): ansible.cfg finds it under
+# .collections/ (ignored by git and the linters), so that the roles call its modules, filters and
+# tests by their full names, as they do from an installed tarball.
+mkdir -p .collections/ansible_collections/wagw
+ln -sfn ../../.. .collections/ansible_collections/wagw/gateway
+
 # The venv is rebuilt only when requirements.txt changes.
 stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)

@@ -14,18 +14,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+# The checkout as the collection wagw.gateway (make setup links it), for the modules' imports of
+# its module_utils
+sys.path.insert(0, str(ROOT / ".collections"))
+COLLECTION = "wagw.gateway"
 # benchmarks/clients.py: the scaffold of a production client, shared by tests and the benchmark
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def run_module(module: str, args: dict[str, Any], *flags: str, env: dict[str, str] | None = None,
                ansible: str | None = None) -> dict[str, Any]:
-    """Runs one of plugins/modules on the controller with ``ansible localhost -m`` (or the given
-    command in its place) and the project's ansible.cfg; returns the module's result."""
+    """Runs one of plugins/modules (its short name; called as wagw.gateway.<name>) on the
+    controller with ``ansible localhost -m`` (or the given command in its place) and the
+    project's ansible.cfg; returns the module's result."""
     run_env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
                    ANSIBLE_LOAD_CALLBACK_PLUGINS="1", **(env or {}))
     proc = subprocess.run(
-        [ansible or str(Path(sys.executable).parent / "ansible"), "localhost", "-m", module,
+        [ansible or str(Path(sys.executable).parent / "ansible"), "localhost", "-m", f"{COLLECTION}.{module}",
          "-a", json.dumps(args), *flags],
         capture_output=True, text=True, env=run_env, cwd=ROOT, check=False, timeout=120)
     # The JSON document comes first; ansible.cfg's profile_tasks prints its table after it.

@@ -1,5 +1,6 @@
 """Filters that turn the client inventory (what an MSP writes) into role parameters, and the
 rules of the client inventory that are easier to state in Python than in Jinja."""
+# Each filter's documentation is plugins/filter/<name>.yml (ansible-doc -t filter wagw.gateway.<name>).
 
 from __future__ import annotations
 
@@ -12,16 +13,6 @@ from pathlib import Path
 _spec = importlib.util.spec_from_file_location("wagw_tests", Path(__file__).resolve().parents[1] / "test" / "wagw.py")
 _tests = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(_tests)  # type: ignore[union-attr]
-
-DOCUMENTATION_SIP_ACCOUNTS = """
-name: wagw_sip_accounts
-short_description: WhatsApp numbers of a client as SIP accounts
-description:
-  - Takes C(wagw_whatsapp.numbers) (items with C(number) and C(sip_password)) and returns
-    items C({number, password}) as the kamailio and asterisk roles expect them.
-  - With I(srtp_default) (the client's C(srtp_key_exchange)), each item also gets
-    C(media_encryption), C(sdes) or C(dtls): the number's own C(srtp_key_exchange) or the default.
-"""
 
 # A WhatsApp call rings the business's phone system over VoIP, never the PSTN (Meta's Calling
 # documentation, "integration patterns": its terms disallow the PSTN on any leg of a WhatsApp
@@ -111,19 +102,6 @@ def wagw_phone_name_errors(phones: dict | None) -> list[str]:
     errors += [f"{n!r} is listed twice" for n in sorted({n for n in names if names.count(n) > 1})]
     return errors
 
-
-DOCUMENTATION_CLIENT_ERRORS = """
-name: wagw_client_errors
-short_description: The rules of a client's numbers and routes that the schema cannot state
-description:
-  - Takes C({'wagw_whatsapp': ..., 'wagw_routes': ...}) and returns one message per broken rule,
-    each naming the key with its element index: a business number that is not E.164 (with a
-    hint when YAML read an unquoted C(+49...) as a number and dropped the plus), listed twice or
-    without a SIP password; a phone number ID listed twice; a SIP domain that is no DNS name; a
-    business number served by two routes; a route without destinations (a window may have none:
-    closed); a ring time
-    outside 1..300 s.
-"""
 
 DNS_NAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
 RING_TIMEOUT_MAX = 300
@@ -301,17 +279,6 @@ def wagw_secrets_in_clear(settings: dict, schema_options: dict) -> list[str]:
             if where:
                 errors.append(f"{key} ({where})")
     return errors
-
-
-DOCUMENTATION_AUDIT_FAILURES = """
-name: wagw_audit_failures
-short_description: The failed controls of an audit run
-description:
-  - Takes the host evidence of one audit run (the JSON files C(wagw_host_audit) wrote, one per
-    host) and returns each control that did not pass, with its host added
-    (C({host, id, object, ...})), in the run's order. The report and C(scripts/wagw-fleet) read a
-    run's failures through it.
-"""
 
 
 def wagw_audit_failures(evidence: list[dict]) -> list[dict]:

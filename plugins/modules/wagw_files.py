@@ -128,14 +128,14 @@ options:
     elements: path
     default: []
 extends_documentation_fragment:
-  - wagw_module
+  - wagw.gateway.wagw_module
 author:
   - wa-voip-gateway
 """
 
 EXAMPLES = r"""
 - name: Write the files whose change needs a restart
-  wagw_files:
+  wagw.gateway.wagw_files:
     directories:
       - path: /etc/systemd/system/kamailio.service.d
         owner: root
@@ -156,7 +156,7 @@ EXAMPLES = r"""
   notify: Restart kamailio
 
 - name: Generate a salt once, keep it afterwards
-  wagw_files:
+  wagw.gateway.wagw_files:
     files:
       - path: /etc/asterisk/extensions_wagw_secret.conf
         secret: salt

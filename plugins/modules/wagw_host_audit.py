@@ -101,14 +101,14 @@ options:
       ssh_sources: {description: Networks allowed to SSH; empty is any., type: list, elements: str, default: []}
       table: {description: The inet table holding the input chain., type: str, default: wagw_filter}
 extends_documentation_fragment:
-  - wagw_module
+  - wagw.gateway.wagw_module
 author:
   - wa-voip-gateway
 """
 
 EXAMPLES = r"""
 - name: Read the evidence of a media node
-  wagw_host_audit:
+  wagw.gateway.wagw_host_audit:
     call_records: {path: /var/log/asterisk/cdr-custom/wagw.csv, limit_days: 90}
     log_files: {path: /var/log/asterisk, limit_days: 7}
     journal_limit_days: 7
@@ -117,7 +117,7 @@ EXAMPLES = r"""
   register: host_audit
 
 - name: Read the evidence of an edge's certificate
-  wagw_host_audit:
+  wagw.gateway.wagw_host_audit:
     certificates:
       - {path: /etc/wagw/tls/sip.example.org/cert.pem, min_days: 14}
   register: host_audit

@@ -154,15 +154,15 @@ options:
             type: str
             default: "24:00"
 extends_documentation_fragment:
-  - wagw_module
-  - wagw_graph
+  - wagw.gateway.wagw_module
+  - wagw.gateway.wagw_graph
 author:
   - wa-voip-gateway
 """
 
 EXAMPLES = r"""
 - name: Calling with SIP to the gateway, SDES, PCMA, business hours of the route
-  wagw_meta_calling:
+  wagw.gateway.wagw_meta_calling:
     phone_number_id: "100000000000001"
     number: "+4930555000100"
     app_id: "{{ wagw_meta.app_id }}"
@@ -214,7 +214,7 @@ import itertools
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wagw_graph import (
+from ansible_collections.wagw.gateway.plugins.module_utils.wagw_graph import (
     GRAPH_ARGUMENT_SPEC,
     GraphClient,
     GraphError,

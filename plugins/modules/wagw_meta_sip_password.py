@@ -61,15 +61,15 @@ options:
     description: The vault password itself.
     type: str
 extends_documentation_fragment:
-  - wagw_module
-  - wagw_graph
+  - wagw.gateway.wagw_module
+  - wagw.gateway.wagw_graph
 author:
   - wa-voip-gateway
 """
 
 EXAMPLES = r"""
 - name: Meta's SIP password of the number into the client's vault
-  wagw_meta_sip_password:
+  wagw.gateway.wagw_meta_sip_password:
     phone_number_id: "100000000000001"
     number: "+4930555000100"
     app_id: "{{ wagw_meta.app_id }}"
@@ -106,7 +106,12 @@ import tempfile
 
 import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wagw_graph import GRAPH_ARGUMENT_SPEC, GraphClient, GraphError, describe
+from ansible_collections.wagw.gateway.plugins.module_utils.wagw_graph import (
+    GRAPH_ARGUMENT_SPEC,
+    GraphClient,
+    GraphError,
+    describe,
+)
 
 # Ansible's VaultLib belongs to the controller's ansible package, which a module cannot import
 # next to the ansible.module_utils of its AnsiballZ payload; the module therefore runs this in

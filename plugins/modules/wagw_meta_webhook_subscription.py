@@ -61,15 +61,15 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - wagw_module
-  - wagw_graph
+  - wagw.gateway.wagw_module
+  - wagw.gateway.wagw_graph
 author:
   - wa-voip-gateway
 """
 
 EXAMPLES = r"""
 - name: Webhooks of the app to the bridge, the app subscribed to the WABA
-  wagw_meta_webhook_subscription:
+  wagw.gateway.wagw_meta_webhook_subscription:
     app_id: "{{ wagw_meta.app_id }}"
     app_secret: "{{ wagw_bridge.app_secret }}"
     access_token: "{{ wagw_meta.access_token }}"
@@ -99,7 +99,13 @@ posted:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.wagw_graph import GRAPH_ARGUMENT_SPEC, GraphClient, GraphError, canonical_json, describe
+from ansible_collections.wagw.gateway.plugins.module_utils.wagw_graph import (
+    GRAPH_ARGUMENT_SPEC,
+    GraphClient,
+    GraphError,
+    canonical_json,
+    describe,
+)
 
 OBJECT = "whatsapp_business_account"
 

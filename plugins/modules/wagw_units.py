@@ -45,14 +45,14 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - wagw_module
+  - wagw.gateway.wagw_module
 author:
   - wa-voip-gateway
 """
 
 EXAMPLES = r"""
 - name: Start and enable the bridge, its retention timer and nginx
-  wagw_units:
+  wagw.gateway.wagw_units:
     units:
       - name: wagw-bridge.service
       - name: wagw-bridge-purge.timer
@@ -60,7 +60,7 @@ EXAMPLES = r"""
     daemon_reload: "{{ unit_files is changed }}"
 
 - name: Enable systemd-timesyncd (it does not start inside containers)
-  wagw_units:
+  wagw.gateway.wagw_units:
     units:
       - name: systemd-timesyncd.service
         started: false

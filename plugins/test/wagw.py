@@ -1,40 +1,10 @@
 """Jinja tests of the toolkit: rules that the client check and several roles apply, stated once."""
+# Each test's documentation is plugins/test/<name>.yml (ansible-doc -t test wagw.gateway.<name>).
 
 from __future__ import annotations
 
 import ipaddress
 import re
-
-DOCUMENTATION_E164 = """
-name: wagw_e164
-short_description: An E.164 phone number as WhatsApp and Meta's SIP servers write it
-description:
-  - True for C(+) followed by 7 to 15 digits, the first not 0 (ITU-T E.164 allows up to 15; the
-    shortest national numbers with country code have 7).
-  - Used by the client check (playbooks/tasks/validate_client.yml) and the kamailio, asterisk and
-    webhook_bridge roles, e.g. C(numbers | reject('wagw_e164')) or C(item.number is wagw_e164).
-"""
-
-DOCUMENTATION_IP_ADDRESS = """
-name: wagw_ip_address
-short_description: An IPv4 or IPv6 address (no prefix)
-"""
-
-DOCUMENTATION_NETWORK = """
-name: wagw_network
-short_description: An IPv4 or IPv6 address or network in CIDR notation (C(/0) to C(/32), C(/128))
-description:
-  - What a firewall rule and Kamailio's allow-lists take as a source; host bits after the prefix
-    are allowed (C(192.0.2.7/24) means C(192.0.2.0/24)).
-"""
-
-DOCUMENTATION_PHONE_NAME = """
-name: wagw_phone_name
-short_description: A phone account name (SIP user of a phone registered to the edge)
-description:
-  - A lower-case letter, then up to 31 lower-case letters, digits and C(_); never a number, so a
-    phone account cannot be mistaken for a PSTN destination.
-"""
 
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 PHONE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")

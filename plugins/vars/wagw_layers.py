@@ -142,7 +142,6 @@ def layer_over(lower: dict[str, Any], upper: Mapping[str, Any]) -> dict[str, Any
 
 
 class VarsModule(BaseVarsPlugin):
-    REQUIRES_ENABLED = True
     is_stateless = True
 
     def _msp_defaults(self, loader: Any, inventory_dir: str) -> dict[str, Any]:
@@ -188,6 +187,11 @@ class VarsModule(BaseVarsPlugin):
 
     def get_vars(self, loader: Any, path: str, entities: Any, cache: bool = True) -> dict[str, Any]:
         super().get_vars(loader, path, entities)
+        # (the implicit localhost is in no group of the inventory: its vars stay Ansible's)
+        hosts = [host for host in (entities if isinstance(entities, list) else [entities])
+                 if isinstance(host, Host) and not getattr(host, "implicit", False)]
+        if not hosts:
+            return {}
         structure = structure_only()
         schema = self._schema(loader)
 
@@ -199,13 +203,10 @@ class VarsModule(BaseVarsPlugin):
 
         # The derived role parameters sit in group all's vars since inventory parse time; they rank
         # below the MSP's defaults, so they are not an inventory layer here.
-        derived = vars_loader.get("wagw_role_parameters").parameters(loader)
+        derived = vars_loader.get("wagw.gateway.wagw_role_parameters").parameters(loader)
+        msp = self._msp_defaults(loader, path)
         data: dict[str, Any] = {}
-        for host in entities if isinstance(entities, list) else [entities]:
-            # (the implicit localhost is in no group of the inventory: its vars stay Ansible's)
-            if not isinstance(host, Host) or getattr(host, "implicit", False):
-                continue
-            msp = self._msp_defaults(loader, path)
+        for host in hosts:
             groups = host.get_groups()
             ordered = [g for g in groups if g.name == "all"] + sort_groups([g for g in groups if g.name != "all"])
             layers = [msp]

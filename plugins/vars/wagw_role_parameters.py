@@ -34,7 +34,6 @@ PARAMETERS_DIR = Path(__file__).resolve().parents[2] / "playbooks" / "role_param
 
 
 class VarsModule(BaseVarsPlugin):
-    REQUIRES_ENABLED = True
     is_stateless = True
 
     @staticmethod

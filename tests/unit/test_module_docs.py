@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_module
+from conftest import COLLECTION, ROOT, run_module
 
 MODULES = sorted((ROOT / "plugins" / "modules").glob("*.py"))
 
@@ -27,7 +27,7 @@ def test_documentation_examples_and_return_parse(module: Path) -> None:
     assert set(blocks) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}
     doc = yaml.safe_load(blocks["DOCUMENTATION"])
     assert doc["module"] == module.stem
-    assert "wagw_module" in doc["extends_documentation_fragment"]  # check mode and diff: full
+    assert "wagw.gateway.wagw_module" in doc["extends_documentation_fragment"]  # check mode and diff: full
     assert isinstance(yaml.safe_load(blocks["EXAMPLES"]), list)
     assert isinstance(yaml.safe_load(blocks["RETURN"]), dict)
 
@@ -37,11 +37,11 @@ def test_documented_options_are_the_accepted_ones(module: Path) -> None:
     """ansible-doc (with the doc fragments merged) lists exactly the options the module's
     argument spec accepts: an option added in code but not in the docs, or the reverse, fails."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    doc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", module.stem],
+    doc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", f"{COLLECTION}.{module.stem}"],
                          capture_output=True, text=True, env=env, cwd=ROOT, check=True, timeout=120)
-    options = json.loads(doc.stdout)[module.stem]["doc"]["options"]
+    options = json.loads(doc.stdout)[f"{COLLECTION}.{module.stem}"]["doc"]["options"]
     documented = set(options)
-    attributes = json.loads(doc.stdout)[module.stem]["doc"]["attributes"]
+    attributes = json.loads(doc.stdout)[f"{COLLECTION}.{module.stem}"]["doc"]["attributes"]
     assert attributes["check_mode"]["support"] == attributes["diff_mode"]["support"] == "full"
     # AnsibleModule names every accepted option when it refuses an unknown one (after the
     # required ones are present).
@@ -63,8 +63,8 @@ def test_vars_plugins_document_themselves(plugin: Path) -> None:
     """A vars plugin's DOCUMENTATION is read whenever Ansible loads its plugins: YAML that does
     not parse stops every run, ansible-inventory included."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    doc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", "-t", "vars", plugin.stem],
+    doc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", "-t", "vars", f"{COLLECTION}.{plugin.stem}"],
                          capture_output=True, text=True, env=env, cwd=ROOT, check=True, timeout=120)
-    documented = json.loads(doc.stdout)[plugin.stem]["doc"]
+    documented = json.loads(doc.stdout)[f"{COLLECTION}.{plugin.stem}"]["doc"]
     assert documented["name"] == plugin.stem
     assert len(documented["description"]) >= 2

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.util
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,11 +20,8 @@ NUMBER = "+4930555000100"
 
 
 def load_calling_module() -> Any:
-    """The module's Python, for the pure conversion functions (its module_utils on the path)."""
-    sys.path.insert(0, str(ROOT / "plugins"))
-    import ansible.module_utils  # noqa: PLC0415
-
-    ansible.module_utils.__path__.append(str(ROOT / "plugins" / "module_utils"))  # type: ignore[attr-defined]
+    """The module's Python, for the pure conversion functions (its module_utils importable from
+    the collection, conftest's sys.path)."""
     spec = importlib.util.spec_from_file_location("wagw_meta_calling", ROOT / "plugins/modules/wagw_meta_calling.py")
     assert spec
     assert spec.loader

@@ -17,7 +17,7 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 from fake_meta_graph import DEFAULT_APP_ID, DEFAULT_TOKEN, FakeMetaGraph, running
 
-from conftest import ROOT
+from conftest import COLLECTION, ROOT
 
 NUMBER_ID = "100000000000001"
 NUMBER = "+4930555000100"
@@ -40,13 +40,13 @@ def meta() -> Iterator[tuple[FakeMetaGraph, str]]:
 
 
 def run(module_args: dict[str, Any], tmp_path: Path, *flags: str) -> tuple[dict[str, Any], str]:
-    """ansible localhost -m wagw_meta_sip_password, verbose, with a log file; the result and
+    """ansible localhost -m wagw.gateway.wagw_meta_sip_password, verbose, with a log file; the result and
     everything ansible printed or logged."""
     log = tmp_path / "ansible.log"
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_LOG_PATH=str(log), ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "wagw_meta_sip_password",
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", f"{COLLECTION}.wagw_meta_sip_password",
          "-a", json.dumps(module_args), "-vvv", *flags],
         capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=120)
     out, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index('{\n    "custom_stats"'):])
