@@ -37,9 +37,9 @@ lint: setup
 unit: setup ## pytest: filters and the client-inventory schema
 	$(BIN)/pytest
 
-bridge-test: setup ## the webhook bridge: ruff, mypy, pytest (SQLite and a real PostgreSQL), schemathesis
+bridge-test: setup ## the webhook bridge: ruff, mypy, pytest (SQLite and a real PostgreSQL, backups on moto's S3), schemathesis
 	cd bridge && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
-	cd bridge && WAGW_REQUIRE_POSTGRES=1 .venv/bin/pytest
+	cd bridge && WAGW_REQUIRE_POSTGRES=1 WAGW_REQUIRE_S3=1 .venv/bin/pytest
 	@echo "bridge-test: ruff, mypy and pytest passed"
 
 # One Molecule scenario after the other (2 cores): default = the all-in-one gateway with real

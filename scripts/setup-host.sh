@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # postgresql: the bridge's tests start a real server of their own (initdb, pg_ctl); nftables:
 # the audit module's firewall test loads a rule set in a network namespace of its own;
-# graphviz: the audit report's data-flow diagram (dot).
-packages=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins make python3-venv postgresql nftables graphviz)
+# graphviz: the audit report's data-flow diagram (dot); age: the bridge's backup tests encrypt
+# and open real backups.
+packages=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs containernetworking-plugins make python3-venv postgresql nftables graphviz age)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

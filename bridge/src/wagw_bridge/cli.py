@@ -1,4 +1,5 @@
-"""``wagw-bridge`` command line: serve, dispatch, migrate, purge, export, erase, doctor."""
+"""``wagw-bridge`` command line: serve, dispatch, migrate, purge, export, erase, backup, restore,
+doctor."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from . import __version__, dispatch
+from . import __version__, backup, dispatch
 from .config import MAX_CONSENT_RETENTION_DAYS, ConfigError, Settings
 from .db import SCHEMA_VERSION, SQLITE, Database, DBError, Tx
 from .observability import (
@@ -139,6 +140,44 @@ def _append_evidence(
     }
     with path.open("a", encoding="utf-8") as evidence:
         evidence.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _backup_target(s: Settings, args: argparse.Namespace) -> backup.Target:
+    bucket = args.bucket or s.backup_bucket
+    if not bucket:
+        raise ConfigError("no backup bucket: set backup_bucket or pass --bucket")
+    prefix = s.backup_prefix if args.prefix is None else args.prefix
+    return backup.Target(bucket, prefix, s.backup_endpoint_url, s.backup_region)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    recipients = args.recipients_file or s.backup_recipients_file
+    if not recipients:
+        raise ConfigError("no age recipients: set backup_recipients_file or pass --recipients-file")
+    print(
+        json.dumps(backup.backup(s.database, _backup_target(s, args), Path(recipients)), indent=2)
+    )
+    return 0
+
+
+def cmd_backups(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    print(json.dumps(backup.backups(_backup_target(s, args)), indent=2))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    done = backup.restore(
+        _backup_target(s, args),
+        args.key,
+        Path(args.identity_file),
+        args.database or s.database,
+        force=args.force,
+    )
+    print(json.dumps(done, indent=2))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -418,6 +457,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "dispatch", help="send queued WhatsApp messages (outbox) through Meta's Graph API"
     ).set_defaults(fn=cmd_dispatch)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--bucket", help="S3 bucket (default: backup_bucket)")
+    where.add_argument("--prefix", help="key prefix (default: backup_prefix)")
+    pb = sub.add_parser(
+        "backup", parents=[where], help="snapshot the database, encrypt it with age, upload it"
+    )
+    pb.add_argument("--recipients-file", help="age recipients (default: backup_recipients_file)")
+    pb.set_defaults(fn=cmd_backup)
+    sub.add_parser("backups", parents=[where], help="list the backups, oldest first").set_defaults(
+        fn=cmd_backups
+    )
+    pt = sub.add_parser(
+        "restore", parents=[where], help="download a backup, open it, restore it (bridge stopped)"
+    )
+    pt.add_argument("--key", help="the backup's key (default: the newest)")
+    pt.add_argument("--identity-file", required=True, help="age identity that opens the backups")
+    pt.add_argument("--database", help="restore into this database (default: the bridge's)")
+    pt.add_argument("--force", action="store_true", help="replace an existing SQLite file")
+    pt.set_defaults(fn=cmd_restore)
     pd = sub.add_parser("doctor", help="check configuration, database, schema and secrets")
     pd.add_argument("--json", action="store_true", help="machine-readable report")
     pd.set_defaults(fn=cmd_doctor)
@@ -432,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"wagw-bridge: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (DBError, RoutesError) as exc:
+    except (DBError, RoutesError, backup.BackupError) as exc:
         print(f"wagw-bridge: {exc}", file=sys.stderr)
         return EXIT_DB
 

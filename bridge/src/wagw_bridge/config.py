@@ -109,6 +109,14 @@ class Settings:
     # Each purge appends one JSON line of evidence here (per class: limit, deleted, oldest
     # remaining), kept apart from the journal for the audit; empty: none.
     evidence_file: str = ""
+    # Encrypted backups (``wagw-bridge backup``): the bucket (empty: no backups), the key prefix,
+    # the S3 endpoint (empty: AWS) and region, and the age recipients (public keys) to encrypt
+    # to. Credentials come from boto3's usual places (AWS_* environment, a credentials file).
+    backup_bucket: str = ""
+    backup_prefix: str = "bridge/"
+    backup_endpoint_url: str = ""
+    backup_region: str = ""
+    backup_recipients_file: str = ""
     timezone: str = "Europe/Berlin"
     consent_purpose: str = "whatsapp-calls"
     wording_version: str = "v1"
