@@ -63,7 +63,7 @@ molecule: image
 	  for c in $${containers//,/ }; do scripts/container.sh rm $$c; done; \
 	done; exit $$rc
 
-bench: image ## converge timing against a plain apt-get install; webhook load against a bare endpoint; 100 clients' pre-flight
+bench: image ## converge timing against a plain apt-get install; webhook load against a bare endpoint; 100 clients' pre-flight and report
 	benchmarks/converge.sh
 	benchmarks/webhook.sh
 	benchmarks/clients.sh

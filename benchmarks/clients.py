@@ -1,10 +1,11 @@
-"""Pre-flight check of 100 scaffolded clients through scripts/wagw-fleet (issue: validate 100
-scaffolded clients, print the time per client).
+"""Pre-flight check and report of 100 scaffolded clients through scripts/wagw-fleet (issue:
+validate and render 100 scaffolded clients, print the time per client).
 
 One client is scaffolded with playbooks/new_client.yml and completed the way an MSP would (imprint,
 DPO, a number, a route, a phone; secrets as references to its vault), then copied to 100 clients
 with their own ids, host names and vault password files. The fleet runner then runs
-playbooks/validate.yml for each client, and, as the baseline measured in the same run, a playbook
+playbooks/validate.yml for each client, then playbooks/report.yml (the client's Art. 30 record
+and data-flow diagram rendered as Markdown, HTML and SVG), and, as the baseline measured in the same run, a playbook
 with one no-op task on the same inventories and vaults: what any ansible-playbook run costs.
 """
 
@@ -106,10 +107,14 @@ def main() -> int:
         noop.write_text(NOOP)
         base, base_summary = fleet(clients, vaults, noop)
         check, check_summary = fleet(clients, vaults, ROOT / "playbooks" / "validate.yml")
+        render, render_summary = fleet(clients, vaults, ROOT / "playbooks" / "report.yml")
+        reports = len(list(clients.glob(".audit/*/record/report.html")))
     print(f"clients: {CLIENTS} (one ansible-playbook run each, through scripts/wagw-fleet)")
     print(f"baseline, a no-op playbook: {base:.1f} s, {base / CLIENTS:.2f} s per client  [{base_summary}]")
     print(f"validate.yml (pre-flight):  {check:.1f} s, {check / CLIENTS:.2f} s per client  [{check_summary}]")
-    print(f"ratio validate / no-op: {check / base:.2f}x")
+    print(f"report.yml (render):        {render:.1f} s, {render / CLIENTS:.2f} s per client  [{render_summary}; "
+          f"{reports} report.html]")
+    print(f"ratio validate / no-op: {check / base:.2f}x, report / no-op: {render / base:.2f}x")
     return 0
 
 
