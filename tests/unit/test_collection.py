@@ -31,25 +31,32 @@ def plugin_names(kind: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.py"))
 
 
+def env_of(installed: dict[str, Path]) -> dict[str, str]:
+    return dict(os.environ, ANSIBLE_CONFIG=str(installed["config"]), ANSIBLE_COLLECTIONS_PATH=str(installed["collections"]),
+                ANSIBLE_NOCOLOR="1")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The collection built from the checkout and installed offline into an empty folder; an
     ansible.cfg that knows nothing of the checkout but the collection's vars plugins."""
     tmp = tmp_path_factory.mktemp("collection")
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp), str(ROOT)],
-                   check=True, capture_output=True, cwd=tmp, timeout=300)
     collections = tmp / "collections"
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "-p", str(collections),
-                    str(tmp / TARBALL)], check=True, capture_output=True, cwd=tmp, timeout=300)
     config = tmp / "ansible.cfg"
     config.write_text("[defaults]\nvars_plugins_enabled = host_group_vars, "
                       f"{COLLECTION}.wagw_role_parameters, {COLLECTION}.wagw_layers\n")
-    return {"tmp": tmp, "collections": collections, "config": config}
-
-
-def env_of(installed: dict[str, Path]) -> dict[str, str]:
-    return dict(os.environ, ANSIBLE_CONFIG=str(installed["config"]), ANSIBLE_COLLECTIONS_PATH=str(installed["collections"]),
-                ANSIBLE_NOCOLOR="1")
+    folders = {"tmp": tmp, "collections": collections, "config": config}
+    # Not the checkout's ansible.cfg (make exports it): ansible-galaxy would find the checkout as
+    # wagw.gateway already installed and skip the tarball.
+    for command in (["build", "--output-path", str(tmp), str(ROOT)],
+                    ["install", "--offline", "-p", str(collections), str(tmp / TARBALL)]):
+        done = subprocess.run([str(BIN / "ansible-galaxy"), "collection", *command], capture_output=True, text=True,
+                              env=env_of(folders), cwd=tmp, check=False, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    # the tarball's copy (galaxy.yml became MANIFEST.json), not a link to the checkout
+    assert (collections / "ansible_collections" / "wagw" / "gateway" / "galaxy.yml").exists() is False
+    assert (collections / "ansible_collections" / "wagw" / "gateway" / "MANIFEST.json").is_file()
+    return folders
 
 
 def test_the_tarball_holds_the_toolkit_and_none_of_the_checkouts_state(installed: dict[str, Path]) -> None:
