@@ -265,6 +265,7 @@ def restore(
             for stale in ("-wal", "-shm"):
                 Path(database + stale).unlink(missing_ok=True)
         else:
+            libpq = _pg_environment(database)
             _run(
                 [
                     "pg_restore",
@@ -275,11 +276,11 @@ def restore(
                     "--single-transaction",
                     "--exit-on-error",
                     "--dbname",
-                    _pg_environment(database)["PGDATABASE"],
+                    libpq["PGDATABASE"],
                     str(plain),
                 ],
                 "pg_restore",
-                _pg_environment(database),
+                libpq,
             )
     return {
         "bucket": target.bucket,
