@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, run_validate, vault, vault_args
+from conftest import ROOT, resolved, run_validate, vault, vault_args
 
 META_RULE = "Meta's terms disallow the PSTN on any leg of a WhatsApp call"
 # A business-hours window of the example's route.
@@ -575,3 +575,39 @@ def test_a_legal_basis_outside_article_6_is_refused(example_inventory: Path, tmp
     message = refusal(run_validate(example_inventory, tmp_path))
     assert "legal_basis" in message, message
     assert "art-6-1-a-consent" in message, message
+
+
+BACKUP = {"bucket": "example-wagw-backups", "recipients": ["age1ddxugcwdexhx47t9r7p2ftcdmxmx4302yhuffua5p8g5cym92d4sze05az"],
+          "access_key_id": "lab-key", "secret_access_key": "lab-secret"}
+
+
+@pytest.mark.parametrize(("backup", "retention", "rule"), [
+    ({}, {"backup_days": 1200}, "wagw_retention.backup_days is 1200 days; allowed 1 to 1095 "
+                                "(wagw_retention.consent_proof_days, the longest class a backup of the bridge holds)"),
+    ({"recipients": ["AGE-SECRET-KEY-1QQQ"]}, {}, 'recipients ["AGE-SECRE..."]'),
+    ({"bucket": "Example_Backups"}, {}, 'Got bucket "Example_Backups"'),
+    ({"prefix": "/bridge"}, {}, 'prefix "/bridge"'),
+], ids=["longer-than-the-consent-proof", "a-secret-key-as-recipient", "bucket-name", "prefix"])
+def test_bad_backup_settings_are_refused(example_inventory: Path, tmp_path: Path, backup: dict, retention: dict,
+                                         rule: str) -> None:
+    add(example_inventory, "backup.yml", {"wagw_backup": {**BACKUP, **backup}})
+    if retention:
+        edit(example_inventory, "retention.yml", lambda d: d["wagw_retention"].update(retention))
+    message = refusal(run_validate(example_inventory, tmp_path))
+    assert message.startswith("client example: "), message
+    assert rule in message, message
+    # the storage secret is never part of a message
+    assert "lab-secret" not in message
+
+
+def test_backup_settings_pass_and_take_the_schema_defaults(example_inventory: Path, tmp_path: Path) -> None:
+    assert resolved(example_inventory / "hosts.yml", "demo-gateway", "webhook_bridge_backup_bucket") == {
+        "webhook_bridge_backup_bucket": ""}
+    add(example_inventory, "backup.yml", {"wagw_backup": BACKUP})
+    result = run_validate(example_inventory, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = ("webhook_bridge_backup_bucket", "webhook_bridge_backup_prefix", "webhook_bridge_backup_region",
+             "webhook_bridge_backup_on_calendar", "webhook_bridge_backup_retention_days",
+             "webhook_bridge_backup_manage_bucket")
+    assert resolved(example_inventory / "hosts.yml", "demo-gateway", *names) == dict(zip(names, [
+        "example-wagw-backups", "bridge/", "eu-central-1", "*-*-* 02:30:00", 30, True], strict=True))

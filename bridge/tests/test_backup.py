@@ -246,3 +246,70 @@ def test_the_commands_take_the_bucket_and_recipients_from_the_configuration(
     assert cli.main(["--config", str(config), "backup"]) == cli.EXIT_DB
     assert "no age recipients file at" in capsys.readouterr().err
     assert backup.backups(backup.Target(BUCKET, target.prefix + "none/", target.endpoint_url)) == []
+
+
+def test_the_status_reads_the_newest_backup_and_the_bucket_rules_live(
+    tmp_path: Path, target: backup.Target, keys: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a bucket of its own: the rules are the bucket's, not the prefix's
+    where = backup.Target(
+        f"wagw-status-{time.monotonic_ns()}", "bridge/", target.endpoint_url, target.region
+    )
+    client = where.client()
+    client.create_bucket(
+        Bucket=where.bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    empty = backup.status(where)
+    assert (empty["count"], empty["latest"], empty["versioning"], empty["lifecycle"]) == (
+        0,
+        None,
+        "Disabled",
+        [],
+    )
+
+    database = str(tmp_path / "bridge.sqlite3")
+    Database(database).migrate(int(time.time()))
+    stored = backup.backup(database, where, keys["recipients"])
+    client.put_bucket_versioning(Bucket=where.bucket, VersioningConfiguration={"Status": "Enabled"})
+    client.put_bucket_lifecycle_configuration(
+        Bucket=where.bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "wagw-backup-retention",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": "bridge/"},
+                    "Expiration": {"Days": 30},
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                }
+            ]
+        },
+    )
+    # an hour later, by the clock the status is read with
+    found = backup.status(where, now=time.time() + 3600)
+    assert found["count"] == 1
+    assert found["latest"]["key"] == stored["key"]
+    assert 0.9 < found["latest"]["age_hours"] < 1.1
+    assert found["versioning"] == "Enabled"
+    assert found["lifecycle"] == [
+        {
+            "id": "wagw-backup-retention",
+            "status": "Enabled",
+            "prefix": "bridge/",
+            "expiration_days": 30,
+            "noncurrent_days": 1,
+        }
+    ]
+    config = tmp_path / "bridge.json"
+    config.write_text(
+        json.dumps(
+            {
+                "database": database,
+                "backup_bucket": where.bucket,
+                "backup_endpoint_url": where.endpoint_url,
+                "backup_region": where.region,
+            }
+        )
+    )
+    assert cli.main(["--config", str(config), "backup-status"]) == 0
+    assert json.loads(capsys.readouterr().out)["latest"]["key"] == stored["key"]

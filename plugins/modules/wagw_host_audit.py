@@ -23,7 +23,10 @@ description:
     C(TLS-PROTO) each TLS endpoint accepts exactly the allowed protocol versions and no TLS 1.2
     cipher outside the allowed list (handshakes with the host's C(openssl s_client));
     C(NET-FIREWALL) the loaded nftables input chain drops by default and accepts exactly the
-    declared ports from exactly the declared sources (address sets compared as networks)."
+    declared ports from exactly the declared sources (address sets compared as networks);
+    C(BAK-LAST) the newest encrypted backup of the bridge's database at most I(max_age_hours) old;
+    C(BAK-BUCKET) the backup bucket versioned, encrypted by default, and its backups expiring at
+    their retention (a lifecycle rule for the prefix, non-current versions expiring too)."
   - An age is within its limit when it is at most I(limit_days) plus I(grace_days) days, as a
     daily run leaves records up to a day older than the limit until it next runs.
 options:
@@ -100,6 +103,17 @@ options:
       ssh_port: {description: The SSH port., type: int, default: 22}
       ssh_sources: {description: Networks allowed to SSH; empty is any., type: list, elements: str, default: []}
       table: {description: The inet table holding the input chain., type: str, default: wagw_filter}
+  backup:
+    description:
+      - The bridge's backups, read live from their bucket by I(command) (C(wagw-bridge backup-status),
+        whose JSON names the newest backup, the versioning, default encryption and lifecycle rules).
+      - Read-only; it runs in check mode too.
+    type: dict
+    suboptions:
+      command: {description: The command (argv) that prints the status., type: list, elements: str, required: true}
+      prefix: {description: The key prefix the lifecycle rule must cover., type: str, required: true}
+      expiration_days: {description: Days after which the lifecycle rule must expire a backup., type: int, required: true}
+      max_age_hours: {description: Age of the newest backup that still counts as a working daily run., type: int, default: 26}
 extends_documentation_fragment:
   - wagw.gateway.wagw_module
 author:
@@ -120,6 +134,14 @@ EXAMPLES = r"""
   wagw.gateway.wagw_host_audit:
     certificates:
       - {path: /etc/wagw/tls/sip.example.org/cert.pem, min_days: 14}
+  register: host_audit
+
+- name: Read the evidence of a bridge host's backups
+  wagw.gateway.wagw_host_audit:
+    backup:
+      command: [/usr/local/sbin/wagw-bridge, backup-status]
+      prefix: bridge/
+      expiration_days: 30
   register: host_audit
 """
 
@@ -417,6 +439,41 @@ def firewall_control(module: AnsibleModule, firewall: dict) -> dict:
     return control
 
 
+def backup_controls(module: AnsibleModule, backup: dict) -> list[dict]:
+    last = {"id": "BAK-LAST", "title": "newest encrypted backup within its interval", "passed": False,
+            "max_age_hours": backup["max_age_hours"]}
+    bucket = {"id": "BAK-BUCKET", "title": "backup bucket versioned, encrypted, backups expire at their retention",
+              "passed": False, "expiration_days": backup["expiration_days"]}
+    rc, out, err = module.run_command(backup["command"])
+    try:
+        status = json.loads(out) if rc == 0 else None
+    except ValueError:
+        status = None
+    if not isinstance(status, dict):
+        detail = f"no status from {' '.join(backup['command'])}: {(err or out).strip()[-300:]}"
+        return [dict(last, object="?", detail=detail), dict(bucket, object="?", detail=detail)]
+    where = f"s3://{status.get('bucket')}/{status.get('prefix', '')}"
+    latest = status.get("latest")
+    last.update(object=where, latest=latest)
+    if latest:
+        last.update(passed=latest["age_hours"] <= backup["max_age_hours"],
+                    detail=f"{status.get('count')} backups, the newest {latest['age_hours']} hours old")
+    else:
+        last["detail"] = "no backup in the bucket"
+    rules = [r for r in status.get("lifecycle", []) if r.get("status") == "Enabled"
+             and backup["prefix"].startswith(r.get("prefix") or "")]
+    expiring = [r for r in rules if r.get("expiration_days") == backup["expiration_days"] and r.get("noncurrent_days")]
+    bucket.update(object=where, versioning=status.get("versioning"), default_encryption=status.get("default_encryption"),
+                  lifecycle=status.get("lifecycle", []),
+                  passed=(status.get("versioning") == "Enabled" and bool(status.get("default_encryption"))
+                          and bool(expiring)),
+                  detail=(f"versioning {status.get('versioning')}, default encryption "
+                          f"{status.get('default_encryption') or 'none'}, expiry after "
+                          f"{[r.get('expiration_days') for r in rules] or 'never'} days "
+                          f"(declared {backup['expiration_days']})"))
+    return [last, bucket]
+
+
 def main() -> None:
     limit = {"path": {"type": "path", "required": True}, "limit_days": {"type": "int", "required": True}}
     module = AnsibleModule(
@@ -440,6 +497,11 @@ def main() -> None:
                 "ssh_port": {"type": "int", "default": 22},
                 "ssh_sources": {"type": "list", "elements": "str", "default": []},
                 "table": {"type": "str", "default": "wagw_filter"}}},
+            "backup": {"type": "dict", "options": {
+                "command": {"type": "list", "elements": "str", "required": True},
+                "prefix": {"type": "str", "required": True},
+                "expiration_days": {"type": "int", "required": True},
+                "max_age_hours": {"type": "int", "default": 26}}},
         },
         supports_check_mode=True,
     )
@@ -464,6 +526,8 @@ def main() -> None:
     controls += [tls_control(module, e, p["tls_protocols"], p["tls_ciphers"]) for e in p["tls_endpoints"]]
     if p["firewall"]:
         controls.append(firewall_control(module, p["firewall"]))
+    if p["backup"]:
+        controls += backup_controls(module, p["backup"])
     module.exit_json(changed=False, passed=all(c["passed"] for c in controls), controls=controls)
 
 

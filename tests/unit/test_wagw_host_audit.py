@@ -182,3 +182,42 @@ def test_a_tls_endpoint_must_offer_only_the_allowed_protocols_and_ciphers(tmp_pa
     assert not bad["passed"]
     assert bad["detail"].startswith("TLSv1 accepted; TLSv1.1 accepted; TLS 1.2 cipher "), bad
     assert bad["detail"].endswith(" outside the allowed list")
+
+
+def backup_status(tmp_path: Path, status: dict | None, rc: int = 0) -> list[str]:
+    """A command that prints what `wagw-bridge backup-status` prints (bridge/tests/test_backup.py
+    reads a real bucket with it), or fails like it does without the bucket."""
+    script = tmp_path / "status.py"
+    script.write_text(f"import sys; print({json.dumps(json.dumps(status))}); sys.exit({rc})")
+    return [sys.executable, str(script)]
+
+
+def test_backups_must_be_recent_and_expire_at_their_retention(tmp_path: Path) -> None:
+    good = {"bucket": "b", "prefix": "bridge/", "count": 3, "versioning": "Enabled", "default_encryption": "AES256",
+            "latest": {"key": "bridge/bridge-20261201T031500Z.sqlite3.age", "age_hours": 5.2},
+            "lifecycle": [{"id": "wagw-backup-retention", "status": "Enabled", "prefix": "bridge/",
+                           "expiration_days": 30, "noncurrent_days": 1}]}
+
+    def judge(status: dict | None, rc: int = 0, **declared: object) -> dict[str, dict]:
+        backup = {"command": backup_status(tmp_path, status, rc), "prefix": "bridge/", "expiration_days": 30,
+                  **declared}
+        return controls(run_module("wagw_host_audit", {"backup": backup}, "--check"))
+
+    found = judge(good)
+    assert found["BAK-LAST"]["passed"], found
+    assert found["BAK-BUCKET"]["passed"], found
+    assert found["BAK-BUCKET"]["object"] == "s3://b/bridge/"
+    assert not judge(good, max_age_hours=4)["BAK-LAST"]["passed"]
+    assert judge({**good, "latest": None, "count": 0})["BAK-LAST"]["detail"] == "no backup in the bucket"
+    # a rule for another retention, an unversioned bucket, no expiry of old versions, a disabled rule
+    rule = good["lifecycle"][0]
+    for worse in ({"lifecycle": [{**rule, "expiration_days": 365}]}, {"versioning": "Suspended"},
+                  {"lifecycle": [{**rule, "noncurrent_days": None}]}, {"lifecycle": [{**rule, "status": "Disabled"}]},
+                  {"lifecycle": [{**rule, "prefix": "other/"}]}, {"default_encryption": None}):
+        bucket = judge({**good, **worse})["BAK-BUCKET"]
+        assert not bucket["passed"], worse
+    assert "(declared 30)" in judge({**good, "lifecycle": []})["BAK-BUCKET"]["detail"]
+    broken = judge(None, rc=1)
+    assert not broken["BAK-LAST"]["passed"]
+    assert not broken["BAK-BUCKET"]["passed"]
+    assert broken["BAK-LAST"]["detail"].startswith("no status from ")

@@ -9,8 +9,9 @@ backup on the host either; the identity that opens them stays in the vault and i
 a restore (a drill, a replacement host). A backup holds the database only: no configuration,
 no secret of the bridge (those are the inventory's, in the vault).
 
-The bucket's versioning and its lifecycle rule (backups expire at their retention) are set by
-the toolkit from the controller, not here.
+The bucket's versioning, default encryption and lifecycle rule (backups expire at their
+retention) are set by the toolkit (the webhook_bridge role, with amazon.aws); :func:`status`
+reads them back, with the newest backup's age, for the audit.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,60 @@ def backups(target: Target) -> list[dict[str, Any]]:
             if item["Key"].endswith(KEY_SUFFIX)
         ]
     return sorted(found, key=lambda item: item["key"])
+
+
+def _error_code(exc: Exception) -> str:
+    """botocore's ClientError code (botocore is optional, so its class is not imported)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def status(target: Target, now: float | None = None) -> dict[str, Any]:
+    """What the audit checks of the backups, read live from the bucket: the newest backup and
+    its age, the bucket's versioning, default encryption and lifecycle rules."""
+    client = target.client()
+    moment = time.time() if now is None else now
+    found = backups(target)
+    latest: dict[str, Any] | None = None
+    if found:
+        newest = max(found, key=lambda item: item["modified"])
+        age = moment - datetime.fromisoformat(newest["modified"]).timestamp()
+        latest = {**newest, "age_hours": round(age / 3600, 2)}
+    versioning = client.get_bucket_versioning(Bucket=target.bucket).get("Status") or "Disabled"
+    try:
+        sse = client.get_bucket_encryption(Bucket=target.bucket)[
+            "ServerSideEncryptionConfiguration"
+        ]["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"]
+    except Exception as exc:
+        if _error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+            raise
+        sse = None
+    try:
+        rules = client.get_bucket_lifecycle_configuration(Bucket=target.bucket)["Rules"]
+    except Exception as exc:
+        if _error_code(exc) != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    return {
+        "bucket": target.bucket,
+        "prefix": target.prefix,
+        "count": len(found),
+        "latest": latest,
+        "versioning": versioning,
+        "default_encryption": sse,
+        "lifecycle": [
+            {
+                "id": rule.get("ID", ""),
+                "status": rule.get("Status", ""),
+                "prefix": rule.get("Filter", {}).get("Prefix", rule.get("Prefix", "")),
+                "expiration_days": rule.get("Expiration", {}).get("Days"),
+                "noncurrent_days": rule.get("NoncurrentVersionExpiration", {}).get(
+                    "NoncurrentDays"
+                ),
+            }
+            for rule in rules
+        ],
+    }
 
 
 def _kind_of(key: str) -> str:

@@ -167,6 +167,12 @@ def cmd_backups(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup_status(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    print(json.dumps(backup.status(_backup_target(s, args)), indent=2))
+    return 0
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     s = _settings(args)
     done = backup.restore(
@@ -468,6 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("backups", parents=[where], help="list the backups, oldest first").set_defaults(
         fn=cmd_backups
     )
+    sub.add_parser(
+        "backup-status",
+        parents=[where],
+        help="the newest backup's age and the bucket's versioning, encryption, lifecycle (JSON)",
+    ).set_defaults(fn=cmd_backup_status)
     pt = sub.add_parser(
         "restore", parents=[where], help="download a backup, open it, restore it (bridge stopped)"
     )
