@@ -448,6 +448,8 @@ NUMBER_AND_ROUTE_CASES: dict[str, tuple[str, Any, str]] = {
                              "wagw_routes[0].ring_timeout: 3600 is not 1 to 300 seconds"),
     "peak beyond what a media node sizes": ("client.yml", lambda d: d.update(wagw_capacity={"concurrent_calls": 5000}),
                                             "wagw_capacity.concurrent_calls: 5000 is not 1 to 2000"),
+    "call rate beyond what the edge sizes": ("client.yml", lambda d: d.update(wagw_capacity={"calls_per_second": 0}),
+                                             "wagw_capacity.calls_per_second: 0 is not 1 to 200"),
 }
 
 

@@ -108,6 +108,8 @@ RING_TIMEOUT_MAX = 300
 # The media nodes' RTP range grows with the peak (8 ports a call) and must stay below Linux's
 # ephemeral ports (32768 up); far above what 2 cores carry (about 150 transcoded calls).
 CONCURRENT_CALLS_MAX = 2000
+# New calls per second at the peak: 200 keeps Kamailio's topology-hiding memory under 1 GB.
+CALLS_PER_SECOND_MAX = 200
 
 
 def _number_errors(key: str, value: object) -> list[str]:
@@ -163,6 +165,10 @@ def wagw_client_errors(settings: dict) -> list[str]:
     if not isinstance(peak, int) or isinstance(peak, bool) or not 1 <= peak <= CONCURRENT_CALLS_MAX:
         errors.append(f"wagw_capacity.concurrent_calls: {peak!r} is not 1 to {CONCURRENT_CALLS_MAX} (calls at once "
                       "on each media node)")
+    rate = (settings.get("wagw_capacity") or {}).get("calls_per_second", 10)
+    if not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= CALLS_PER_SECOND_MAX:
+        errors.append(f"wagw_capacity.calls_per_second: {rate!r} is not 1 to {CALLS_PER_SECOND_MAX} (new calls "
+                      "per second at the peak; the edge's memory is sized for it)")
     errors += _duplicates("wagw_routes[{}].whatsapp_number", [r.get("whatsapp_number") for r in routes],
                           "has a second route; one route per business number, the first is")
     return errors

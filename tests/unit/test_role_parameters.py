@@ -68,6 +68,24 @@ def test_the_media_nodes_are_sized_for_the_clients_peak(example_inventory: Path,
     assert int(values["asterisk_rtp_port_end"]) == 20000 + rtp_ports - 1
 
 
+@pytest.mark.parametrize(("capacity", "max_calls", "shm"), [
+    # (10 cps x 180 s + 100 calls x 2) x 18 KB = 35.2 MB, + 32 MB
+    (None, 100, 68),
+    ({"concurrent_calls": 400, "calls_per_second": 40}, 400, 173),
+    # never below Debian's 64 MB
+    ({"concurrent_calls": 1, "calls_per_second": 1}, 1, 64),
+])
+def test_the_edge_is_sized_for_the_clients_peak(example_inventory: Path, capacity: dict | None, max_calls: int,
+                                                shm: int) -> None:
+    settings: dict[str, object] = {"kamailio_topos_branch_expire": 180}  # the role default's stand-in
+    if capacity is not None:
+        settings["wagw_capacity"] = capacity
+    write_yaml(example_inventory / "group_vars/all/capacity.yml", settings)
+    values = resolved(example_inventory, "kamailio_max_calls", "kamailio_shm_memory")
+    assert int(values["kamailio_max_calls"]) == max_calls
+    assert int(values["kamailio_shm_memory"]) == shm
+
+
 def test_a_key_the_client_leaves_out_takes_the_schemas_default(example_inventory: Path) -> None:
     # Written once, in playbooks/schema/client.yml; plugins/vars/wagw_layers.py fills them in.
     bridge = yaml.safe_load((example_inventory / "group_vars/all/bridge.yml").read_text())

@@ -224,8 +224,9 @@ def probe_digest(peer: Peer, args: argparse.Namespace) -> None:
         uri = first.split(" ")[1]
         guess = password if password is not None else f"guess-{i}-{random.getrandbits(32):x}"
         second = invite(peer, args.user, call_id, 2, [digest(text, args.user, guess, "INVITE", uri)])
-        status, _ = final(peer, second, call_id, 2)
-        report(action=args.action, attempt=i, challenge=401, status=status)
+        status, text = final(peer, second, call_id, 2)
+        report(action=args.action, attempt=i, challenge=401, status=status,
+               retry_after=bool(re.search(r"^Retry-After: *\d+", text, re.M)))
         if status == 200:
             # not expected in these tests: hang up at once
             bye = request(peer, "BYE", uri, call_id=call_id, cseq=3, headers=["From: <sip:x@y>;tag=1", f"To: <{uri}>"])
