@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from conftest import (
     template_button,
     text_message,
 )
+from wagw_bridge import cli
+from wagw_bridge.config import Settings
 
 HOUR = 3600
 
@@ -179,3 +182,31 @@ def test_permission_scoped_by_business(bridge: Bridge, business: str | None, all
     bridge.post(call_permission_reply("accept", ts=now + 2, expires=now + HOUR))
     params = {"business": business} if business else {}
     assert bridge.consent(**params).json()["allow"] is allow
+
+
+def test_ledger_status_counts_without_identities(
+    bridge: Bridge, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wagw-bridge ledger-status` (the audit's CON-LEDGER evidence): counts by action and by
+    each person's latest state, the latest permission per person by what it allows now."""
+    now = int(bridge.clock())
+    confirmed, pending, revoked = USER, "491709990001", "491709990002"
+    for number in (confirmed, pending, revoked):
+        bridge.post(text_message("start", frm=number, ts=now))
+    for number in (confirmed, revoked):
+        bridge.post(text_message("Ja!", frm=number, ts=now + 60))
+    bridge.post(text_message("stop", frm=revoked, ts=now + 120))
+    bridge.post(call_permission_reply("accept", frm=confirmed, ts=now + 180, permanent=True))
+    bridge.post(call_permission_reply("accept", frm=revoked, ts=now - 3600, expires=now - 1800))
+    bridge.post(call_permission_reply("reject", frm=pending, ts=now + 60))
+    config = tmp_path / "bridge.json"
+    config.write_text(json.dumps({"database": settings.database}))
+
+    assert cli.main(["--config", str(config), "ledger-status"]) == 0
+    out = capsys.readouterr().out
+    counts = json.loads(out)
+    assert counts["ledger_rows"] == {"confirmed": 2, "requested": 3, "revoked": 1}
+    assert counts["people_by_opt_in"] == {"requested": 1, "confirmed": 1, "revoked": 1}
+    assert counts["call_permissions"] == {"valid": 1, "expired": 1, "rejected": 1}
+    assert confirmed not in out
+    assert pending not in out

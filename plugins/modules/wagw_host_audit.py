@@ -17,16 +17,18 @@ description:
     C(playbooks/audit.yml) calls it.
   - "Controls, each with a stable id: C(RET-CDR) the oldest call record in Asterisk's CDR file;
     C(RET-LOGFILES) the oldest file in Asterisk's log directory; C(RET-JOURNAL) journald's
-    C(MaxRetentionSec) and its oldest entry; C(RET-TIMER) each retention timer enabled, active and
-    its last run successful; C(RET-EVIDENCE) each evidence file present and its last run recent;
+    C(MaxRetentionSec) and its oldest entry; C(RET-EVIDENCE) each evidence file present and its last run recent;
     C(TLS-CERT) each certificate readable and valid for at least its I(min_days) more days;
     C(TLS-PROTO) each TLS endpoint accepts exactly the allowed protocol versions and no TLS 1.2
     cipher outside the allowed list (handshakes with the host's C(openssl s_client));
-    C(NET-FIREWALL) the loaded nftables input chain drops by default and accepts exactly the
-    declared ports from exactly the declared sources (address sets compared as networks);
     C(BAK-LAST) the newest encrypted backup of the bridge's database at most I(max_age_hours) old;
     C(BAK-BUCKET) the backup bucket versioned, encrypted by default, and its backups expiring at
-    their retention (a lifecycle rule for the prefix, non-current versions expiring too)."
+    their retention (a lifecycle rule for the prefix, non-current versions expiring too);
+    C(CON-LEDGER) the consent ledger readable, with its counts (rows by action, people by their
+    latest opt-in state, call permissions valid, expired or rejected) and never an identity."
+  - The host's state (services, retention timers, file modes, listening sockets, firewall) is not
+    read here; C(playbooks/audit.yml) checks it with the pytest-testinfra tests in
+    C(tests/host_state/), through testinfra's Ansible backend.
   - An age is within its limit when it is at most I(limit_days) plus I(grace_days) days, as a
     daily run leaves records up to a day older than the limit until it next runs.
 options:
@@ -45,11 +47,6 @@ options:
   journal_limit_days:
     description: The log retention journald must enforce (C(MaxRetentionSec)); unset skips the control.
     type: int
-  timers:
-    description: Retention timers (C(name.timer)) that must be enabled and active; the service they start must not have failed.
-    type: list
-    elements: str
-    default: []
   evidence_files:
     description: Evidence files (JSON lines) whose last run must be at most I(evidence_max_age_days) old.
     type: list
@@ -91,18 +88,6 @@ options:
     type: list
     elements: str
     default: []
-  firewall:
-    description: The inbound rules the host must have, as roles/common renders them into the nftables table I(table).
-    type: dict
-    suboptions:
-      ports:
-        description: Open ports as C(common_firewall_ports) declares them (port or range, proto, sources; no sources is any).
-        type: list
-        elements: dict
-        required: true
-      ssh_port: {description: The SSH port., type: int, default: 22}
-      ssh_sources: {description: Networks allowed to SSH; empty is any., type: list, elements: str, default: []}
-      table: {description: The inet table holding the input chain., type: str, default: wagw_filter}
   backup:
     description:
       - The bridge's backups, read live from their bucket by I(command) (C(wagw-bridge backup-status),
@@ -114,6 +99,13 @@ options:
       prefix: {description: The key prefix the lifecycle rule must cover., type: str, required: true}
       expiration_days: {description: Days after which the lifecycle rule must expire a backup., type: int, required: true}
       max_age_hours: {description: Age of the newest backup that still counts as a working daily run., type: int, default: 26}
+  ledger:
+    description:
+      - The bridge's consent ledger, counted by I(command) (C(wagw-bridge ledger-status), whose JSON
+        holds counts only). Read-only; it runs in check mode too.
+    type: dict
+    suboptions:
+      command: {description: The command (argv) that prints the counts., type: list, elements: str, required: true}
 extends_documentation_fragment:
   - wagw.gateway.wagw_module
 author:
@@ -126,7 +118,6 @@ EXAMPLES = r"""
     call_records: {path: /var/log/asterisk/cdr-custom/wagw.csv, limit_days: 90}
     log_files: {path: /var/log/asterisk, limit_days: 7}
     journal_limit_days: 7
-    timers: [wagw-asterisk-retention.timer]
     evidence_files: [/var/lib/wagw/evidence/asterisk-retention.jsonl]
   register: host_audit
 
@@ -142,6 +133,8 @@ EXAMPLES = r"""
       command: [/usr/local/sbin/wagw-bridge, backup-status]
       prefix: bridge/
       expiration_days: 30
+    ledger:
+      command: [/usr/local/sbin/wagw-bridge, ledger-status]
   register: host_audit
 """
 
@@ -172,18 +165,10 @@ controls:
       days_left: 89.2
       min_days: 14
       detail: "subject=CN=sip.example.org"
-    - id: NET-FIREWALL
-      title: firewall accepts exactly the declared ports and sources
-      object: inet wagw_filter input
-      passed: false
-      missing: []
-      unexpected: ["tcp 8080 from any"]
-      detail: "policy drop; 1 unexpected, 0 missing"
 """
 
 import csv
 import datetime as dt
-import ipaddress
 import json
 import re
 import subprocess
@@ -274,22 +259,6 @@ def journal_control(module: AnsibleModule, limit_days: int, grace_days: int, now
     return control
 
 
-def timer_control(module: AnsibleModule, timer: str) -> dict:
-    service = timer.removesuffix(".timer") + ".service"
-    timer_props = dict(line.split("=", 1) for line in run(
-        module, "systemctl", "show", timer, "--property=UnitFileState,ActiveState,LastTriggerUSec").splitlines()
-        if "=" in line)
-    service_props = dict(line.split("=", 1) for line in run(
-        module, "systemctl", "show", service, "--property=Result,ExecMainStatus").splitlines() if "=" in line)
-    passed = (timer_props.get("UnitFileState") == "enabled" and timer_props.get("ActiveState") == "active"
-              and service_props.get("Result", "success") == "success")
-    return {"id": "RET-TIMER", "title": "retention timer enabled, active, last run successful", "object": timer,
-            "passed": passed,
-            "detail": (f"{timer_props.get('UnitFileState', '?')}, {timer_props.get('ActiveState', '?')}, "
-                       f"last triggered {timer_props.get('LastTriggerUSec') or 'never'}, "
-                       f"last run {service_props.get('Result', '?')}")}
-
-
 def evidence_control(path: Path, max_age_days: int, now: float) -> dict:
     control = {"id": "RET-EVIDENCE", "title": "retention runs leave evidence", "object": str(path),
                "passed": False, "last_run": None, "classes": {}}
@@ -363,82 +332,6 @@ def tls_control(module: AnsibleModule, endpoint: dict, protocols: list[str], cip
             "accepted": accepted, "detail": "; ".join(problems) or f"offers {', '.join(offered)}"}
 
 
-def _networks(values: list) -> list[str]:
-    """Sources as collapsed networks ("any" when empty); nft prints ranges and single addresses too."""
-    nets: list = []
-    for value in values:
-        if isinstance(value, dict) and "prefix" in value:
-            nets.append(ipaddress.ip_network(f"{value['prefix']['addr']}/{value['prefix']['len']}", strict=False))
-        elif isinstance(value, dict) and "range" in value:
-            first, last = (ipaddress.ip_address(a) for a in value["range"])
-            nets += ipaddress.summarize_address_range(first, last)
-        else:
-            nets.append(ipaddress.ip_network(str(value), strict=False))
-    if not nets:
-        return ["any"]
-    return [str(n) for version in (4, 6)
-            for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)]
-
-
-def _rule_strings(ports: dict) -> set[str]:
-    """(proto, port) -> sources, None for "any", as "proto port from networks"."""
-    return {f"{proto} {port} from {' '.join(['any'] if None in found else _networks(found))}"
-            for (proto, port), found in ports.items()}
-
-
-def live_rules(ruleset: dict, table: str) -> tuple[str | None, set[str]]:
-    """The input chain's policy and its accept rules as "proto port from sources" (a range as
-    "10000-10999"), the sources of one port merged over its IPv4 and IPv6 rules."""
-    policy, ports = None, {}
-    for item in ruleset.get("nftables", []):
-        chain, rule = item.get("chain"), item.get("rule")
-        if chain and chain.get("table") == table and chain.get("name") == "input":
-            policy = chain.get("policy")
-        if not rule or rule.get("table") != table or rule.get("chain") != "input":
-            continue
-        exprs = rule.get("expr", [])
-        if not any("accept" in e for e in exprs):
-            continue
-        proto = port = None
-        sources: list = []
-        for expr in exprs:
-            match = expr.get("match", {})
-            payload = match.get("left", {}).get("payload", {}) if isinstance(match.get("left"), dict) else {}
-            right = match.get("right")
-            if payload.get("field") == "dport":
-                proto = payload.get("protocol")
-                port = "-".join(str(p) for p in right["range"]) if isinstance(right, dict) and "range" in right \
-                    else str(right)
-            elif payload.get("field") == "saddr":
-                sources += right["set"] if isinstance(right, dict) and "set" in right else [right]
-        if proto and port:
-            ports.setdefault((proto, port), []).extend(sources or [None])
-    return policy, _rule_strings(ports)
-
-
-def declared_rules(firewall: dict) -> set[str]:
-    ports: dict = {("tcp", str(firewall["ssh_port"])): list(firewall["ssh_sources"]) or [None]}
-    for rule in firewall["ports"]:
-        ports.setdefault((rule["proto"], str(rule["port"])), []).extend(rule.get("sources") or [None])
-    return _rule_strings(ports)
-
-
-def firewall_control(module: AnsibleModule, firewall: dict) -> dict:
-    control = {"id": "NET-FIREWALL", "title": "firewall accepts exactly the declared ports and sources",
-               "object": f"inet {firewall['table']} input", "passed": False}
-    rc, out, err = module.run_command([module.get_bin_path("nft", required=True), "-j", "list", "table", "inet",
-                                       firewall["table"]])
-    if rc != 0:
-        control["detail"] = f"no such table: {err.strip()}"
-        return control
-    policy, live = live_rules(json.loads(out), firewall["table"])
-    declared = declared_rules(firewall)
-    control.update(policy=policy, missing=sorted(declared - live), unexpected=sorted(live - declared),
-                   passed=policy == "drop" and live == declared,
-                   detail=f"policy {policy}; {len(live - declared)} unexpected, {len(declared - live)} missing")
-    return control
-
-
 def backup_controls(module: AnsibleModule, backup: dict) -> list[dict]:
     last = {"id": "BAK-LAST", "title": "newest encrypted backup within its interval", "passed": False,
             "max_age_hours": backup["max_age_hours"]}
@@ -474,6 +367,26 @@ def backup_controls(module: AnsibleModule, backup: dict) -> list[dict]:
     return [last, bucket]
 
 
+def ledger_control(module: AnsibleModule, ledger: dict) -> dict:
+    control = {"id": "CON-LEDGER", "title": "consent ledger readable, its counts", "object": "consent ledger",
+               "passed": False}
+    rc, out, err = module.run_command(ledger["command"])
+    try:
+        counts = json.loads(out) if rc == 0 else None
+    except ValueError:
+        counts = None
+    if not isinstance(counts, dict) or "people_by_opt_in" not in counts:
+        control["detail"] = f"no counts from {' '.join(ledger['command'])}: {(err or out).strip()[-300:]}"
+        return control
+    people, permissions = counts["people_by_opt_in"], counts.get("call_permissions", {})
+    control.update(passed=True, object=f"consent ledger ({counts.get('purpose', '?')})", counts=counts,
+                   detail=(f"{sum(counts.get('ledger_rows', {}).values())} rows; people: "
+                           f"{people.get('confirmed', 0)} confirmed, {people.get('requested', 0)} pending, "
+                           f"{people.get('revoked', 0)} revoked; call permissions: {permissions.get('valid', 0)} "
+                           f"valid, {permissions.get('expired', 0)} expired, {permissions.get('rejected', 0)} rejected"))
+    return control
+
+
 def main() -> None:
     limit = {"path": {"type": "path", "required": True}, "limit_days": {"type": "int", "required": True}}
     module = AnsibleModule(
@@ -481,7 +394,6 @@ def main() -> None:
             "call_records": {"type": "dict", "options": limit},
             "log_files": {"type": "dict", "options": limit},
             "journal_limit_days": {"type": "int"},
-            "timers": {"type": "list", "elements": "str", "default": []},
             "evidence_files": {"type": "list", "elements": "path", "default": []},
             "evidence_max_age_days": {"type": "int", "default": 2},
             "grace_days": {"type": "int", "default": 1},
@@ -492,16 +404,13 @@ def main() -> None:
                 "address": {"type": "str", "default": "127.0.0.1"}, "server_name": {"type": "str", "default": ""}}},
             "tls_protocols": {"type": "list", "elements": "str", "default": ["TLSv1.2", "TLSv1.3"]},
             "tls_ciphers": {"type": "list", "elements": "str", "default": []},
-            "firewall": {"type": "dict", "options": {
-                "ports": {"type": "list", "elements": "dict", "required": True},
-                "ssh_port": {"type": "int", "default": 22},
-                "ssh_sources": {"type": "list", "elements": "str", "default": []},
-                "table": {"type": "str", "default": "wagw_filter"}}},
             "backup": {"type": "dict", "options": {
                 "command": {"type": "list", "elements": "str", "required": True},
                 "prefix": {"type": "str", "required": True},
                 "expiration_days": {"type": "int", "required": True},
                 "max_age_hours": {"type": "int", "default": 26}}},
+            "ledger": {"type": "dict", "options": {
+                "command": {"type": "list", "elements": "str", "required": True}}},
         },
         supports_check_mode=True,
     )
@@ -520,14 +429,13 @@ def main() -> None:
                                      grace_days=p["grace_days"], now=now, detail=f"{count} files"))
     if p["journal_limit_days"] is not None:
         controls.append(journal_control(module, p["journal_limit_days"], p["grace_days"], now))
-    controls += [timer_control(module, timer) for timer in p["timers"]]
     controls += [evidence_control(Path(path), p["evidence_max_age_days"], now) for path in p["evidence_files"]]
     controls += [certificate_control(module, c["path"], c["min_days"], now) for c in p["certificates"]]
     controls += [tls_control(module, e, p["tls_protocols"], p["tls_ciphers"]) for e in p["tls_endpoints"]]
-    if p["firewall"]:
-        controls.append(firewall_control(module, p["firewall"]))
     if p["backup"]:
         controls += backup_controls(module, p["backup"])
+    if p["ledger"]:
+        controls.append(ledger_control(module, p["ledger"]))
     module.exit_json(changed=False, passed=all(c["passed"] for c in controls), controls=controls)
 
 

@@ -101,54 +101,6 @@ def test_a_certificate_must_be_valid_for_its_minimum_days(tmp_path: Path) -> Non
     assert not result["passed"]
 
 
-# The rules as roles/common renders them (nftables.conf.j2), for a host with Meta's three
-# addresses on 5061, the phones from anywhere on 5063 and an RTP range from two networks.
-RULES = """table inet wagw_filter {
-    chain input {
-        type filter hook input priority filter; policy drop;
-        iif "lo" accept
-        ct state established,related accept
-        tcp dport 22 accept comment "ssh"
-        ip saddr { 127.0.0.10, 127.0.0.11, 127.0.0.12 } tcp dport 5061 accept comment "meta"
-        tcp dport 5063 accept comment "phones"
-        ip saddr { 198.51.100.0/24, 203.0.113.7 } udp dport 10000-10999 accept comment "rtp"
-        ip6 saddr { 2001:db8::/48 } udp dport 10000-10999 accept comment "rtp"
-%s
-    }
-}
-"""
-DECLARED = {"ports": [
-    {"port": 5061, "proto": "tcp", "sources": ["127.0.0.10/32", "127.0.0.11", "127.0.0.12/32"]},
-    {"port": 5063, "proto": "tcp", "sources": []},
-    {"port": "10000-10999", "proto": "udp", "sources": ["203.0.113.7/32", "198.51.100.0/24", "2001:db8::/48"]}]}
-
-
-def firewall_audit(tmp_path: Path, extra_rule: str = "") -> dict:
-    """The module run in a network namespace of its own, with the rule set loaded there."""
-    rules = tmp_path / "rules.nft"
-    rules.write_text(RULES % extra_rule)
-    script = tmp_path / "audit.sh"
-    script.write_text(f'set -e\nnft -f {rules}\nexec "$@"\n')
-    wrapper = tmp_path / "ansible-in-netns"
-    ansible = Path(sys.executable).parent / "ansible"
-    wrapper.write_text(f'#!/bin/sh\nexec unshare --net sh {script} {ansible} "$@"\n')
-    wrapper.chmod(0o755)
-    return controls(run_module("wagw_host_audit", {"firewall": DECLARED}, ansible=str(wrapper)))["NET-FIREWALL"]
-
-
-def test_the_loaded_firewall_must_match_the_declared_ports_and_sources(tmp_path: Path) -> None:
-    matching = firewall_audit(tmp_path)
-    assert matching["passed"], matching
-    assert matching["policy"] == "drop"
-    opened = firewall_audit(tmp_path, '        tcp dport 8080 accept comment "debugging"')
-    assert not opened["passed"]
-    assert opened["unexpected"] == ["tcp 8080 from any"]
-    widened = firewall_audit(tmp_path, '        ip saddr 192.0.2.1 tcp dport 5061 accept')
-    assert not widened["passed"]
-    assert widened["missing"] == ["tcp 5061 from 127.0.0.10/31 127.0.0.12/32"]
-    assert widened["unexpected"] == ["tcp 5061 from 127.0.0.10/31 127.0.0.12/32 192.0.2.1/32"]
-
-
 def tls_server(tmp_path: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
     cert = certificate(tmp_path / f"server-{port}.pem", 30)
     server = subprocess.Popen([shutil.which("openssl") or "openssl", "s_server", "-accept", f"127.0.0.1:{port}",
@@ -221,3 +173,19 @@ def test_backups_must_be_recent_and_expire_at_their_retention(tmp_path: Path) ->
     assert not broken["BAK-LAST"]["passed"]
     assert not broken["BAK-BUCKET"]["passed"]
     assert broken["BAK-LAST"]["detail"].startswith("no status from ")
+
+
+def test_the_ledger_control_shows_counts_and_fails_without_them(tmp_path: Path) -> None:
+    counts = {"purpose": "whatsapp_calls", "ledger_rows": {"requested": 3, "confirmed": 2, "revoked": 1},
+              "people_by_opt_in": {"requested": 1, "confirmed": 1, "revoked": 1},
+              "call_permissions": {"valid": 1, "expired": 1, "rejected": 1}}
+    found = controls(run_module("wagw_host_audit", {"ledger": {"command": backup_status(tmp_path, counts)}},
+                                "--check"))["CON-LEDGER"]
+    assert found["passed"], found
+    assert found["counts"] == counts
+    assert found["detail"] == ("6 rows; people: 1 confirmed, 1 pending, 1 revoked; "
+                               "call permissions: 1 valid, 1 expired, 1 rejected")
+    broken = controls(run_module("wagw_host_audit", {"ledger": {"command": backup_status(tmp_path, None, 1)}},
+                                 "--check"))["CON-LEDGER"]
+    assert not broken["passed"]
+    assert broken["detail"].startswith("no counts from ")

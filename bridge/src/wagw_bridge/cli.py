@@ -173,6 +173,14 @@ def cmd_backup_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_status(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    domain = Domain(s, Pseudonymizer(b"unused-for-counts"))
+    counts = _with_db(s, lambda tx: domain.ledger_counts(tx, int(time.time())))
+    print(json.dumps(counts, indent=2))
+    return 0
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     s = _settings(args)
     done = backup.restore(
@@ -479,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[where],
         help="the newest backup's age and the bucket's versioning, encryption, lifecycle (JSON)",
     ).set_defaults(fn=cmd_backup_status)
+    sub.add_parser(
+        "ledger-status",
+        help="the consent ledger's counts by action and opt-in state, call permissions (JSON)",
+    ).set_defaults(fn=cmd_ledger_status)
     pt = sub.add_parser(
         "restore", parents=[where], help="download a backup, open it, restore it (bridge stopped)"
     )

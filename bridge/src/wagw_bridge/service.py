@@ -1000,6 +1000,46 @@ class Domain:
             oldest[name] = int(row[0]) if row is not None and row[0] is not None else None
         return oldest
 
+    def ledger_counts(self, tx: Tx, now: int) -> dict[str, Any]:
+        """Counts, never identities, for the audit's evidence: the ledger's rows by action, the
+        people by their latest opt-in state, and the latest call permission per person and
+        business number by what it allows now."""
+        rows = {
+            str(a): int(n)
+            for a, n in tx.all(
+                "SELECT action, COUNT(*) FROM consent_ledger GROUP BY action ORDER BY action", ()
+            )
+        }
+        people = {
+            str(a): int(n)
+            for a, n in tx.all(
+                "SELECT action, COUNT(*) FROM (SELECT action, ROW_NUMBER() OVER (PARTITION BY person"
+                " ORDER BY occurred_at DESC, id DESC) AS latest FROM consent_ledger WHERE purpose = ?)"
+                " states WHERE latest = 1 GROUP BY action ORDER BY action",
+                (self.s.consent_purpose,),
+            )
+        }
+        permissions = {"valid": 0, "expired": 0, "rejected": 0}
+        for response, permanent, expires in tx.all(
+            "SELECT response, is_permanent, expires_at FROM (SELECT response, is_permanent,"
+            " expires_at, ROW_NUMBER() OVER (PARTITION BY person, COALESCE(business_number, '')"
+            " ORDER BY occurred_at DESC, id DESC) AS latest FROM call_permission) perms"
+            " WHERE latest = 1",
+            (),
+        ):
+            if response != "accept":
+                permissions["rejected"] += 1
+            elif permanent or (expires is not None and int(expires) > now):
+                permissions["valid"] += 1
+            else:
+                permissions["expired"] += 1
+        return {
+            "purpose": self.s.consent_purpose,
+            "ledger_rows": rows,
+            "people_by_opt_in": {state: people.get(state, 0) for state in OPTIN_ACTIONS},
+            "call_permissions": permissions,
+        }
+
     def purge(
         self, tx: Tx, now: int, raw_days: int, call_days: int, consent_days: int
     ) -> dict[str, int]:
