@@ -394,6 +394,18 @@ def test_retention_up_to_the_maximum_of_each_class(example_inventory: Path, tmp_
         assert message.startswith(f"client example: wagw_retention.{key} is {days} days; allowed 1 to "), message
 
 
+@pytest.mark.parametrize(("days", "consent", "rule"), [
+    (31, True, "allowed 0 (off) to 30 days"),
+    (7, False, "recordings need wagw_client.recording_consent: true (§201 StGB"),
+    (7, True, "this release records no calls; set 0")])
+def test_recordings_are_refused_above_30_days_without_consent_and_in_this_release(
+        example_inventory: Path, tmp_path: Path, days: int, consent: bool, rule: str) -> None:
+    edit(example_inventory, "retention.yml", lambda d: d["wagw_retention"].update(recording_days=days))
+    edit(example_inventory, "client.yml", lambda d: d["wagw_client"].update(recording_consent=consent))
+    message = refusal(run_validate(example_inventory, tmp_path))
+    assert message.startswith(f"client example: wagw_retention.recording_days is {days}; {rule}"), message
+
+
 def test_retention_in_the_bridge_settings_points_to_the_one_table(example_inventory: Path, tmp_path: Path) -> None:
     edit(example_inventory, "bridge.yml", lambda d: d["wagw_bridge"].update(retention={"call_record_days": 30}))
     message = refusal(run_validate(example_inventory, tmp_path))

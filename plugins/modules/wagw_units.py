@@ -17,7 +17,7 @@ description:
     property set each time; a service role that starts a daemon, a helper timer and its web
     front re-runs faster with one run. Restarts and reloads stay with
     C(ansible.builtin.systemd_service) in handlers.
-  - Uses C(systemctl is-enabled), C(is-active), C(enable) and C(start).
+  - Uses C(systemctl is-enabled), C(is-active), C(enable), C(disable), C(start) and C(stop).
 options:
   units:
     description: The units, in the order they are handled.
@@ -38,8 +38,15 @@ options:
           - Whether the unit must be active now (C(false) leaves it alone). Use C(false) for
             units with a start condition that may not hold, for example
             C(systemd-timesyncd) inside a container, which would otherwise be started on every run.
+          - Unset, C(true) unless I(stopped).
         type: bool
-        default: true
+      stopped:
+        description:
+          - Stop the unit when it is active: one the inventory switched off (for example the
+            backup timer after C(wagw_backup) is removed), whose unit file may already be gone.
+            Excludes I(started=true).
+        type: bool
+        default: false
   daemon_reload:
     description: Run C(systemctl daemon-reload) first (unit files changed in this play); not reported as a change.
     type: bool
@@ -59,6 +66,13 @@ EXAMPLES = r"""
       - name: nginx.service
     daemon_reload: "{{ unit_files is changed }}"
 
+- name: Stop and disable a timer switched off in the inventory
+  wagw.gateway.wagw_units:
+    units:
+      - name: wagw-bridge-backup.timer
+        enabled: false
+        stopped: true
+
 - name: Enable systemd-timesyncd (it does not start inside containers)
   wagw.gateway.wagw_units:
     units:
@@ -68,7 +82,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed_units:
-  description: The units that were (or in check mode would be) enabled, disabled or started.
+  description: The units that were (or in check mode would be) enabled, disabled, started or stopped.
   returned: always
   type: list
   elements: str
@@ -107,7 +121,8 @@ def main() -> None:
             "units": {"type": "list", "elements": "dict", "required": True, "options": {
                 "name": {"type": "str", "required": True},
                 "enabled": {"type": "bool", "default": True},
-                "started": {"type": "bool", "default": True},
+                "started": {"type": "bool"},
+                "stopped": {"type": "bool", "default": False},
             }},
             "daemon_reload": {"type": "bool", "default": False},
         },
@@ -124,6 +139,9 @@ def main() -> None:
     after: list[str] = []
     for unit in module.params["units"]:
         name = unit["name"]
+        if unit["stopped"] and unit["started"]:
+            module.fail_json(msg=f"{name}: stopped and started exclude each other")
+        unit["started"] = not unit["stopped"] if unit["started"] is None else unit["started"]
         verbs = []
         enabled = _query(module, systemctl, "is-enabled", name)
         if enabled == "masked" and (unit["enabled"] or unit["started"]):
@@ -132,13 +150,16 @@ def main() -> None:
             verbs.append("enable")
         elif not unit["enabled"] and enabled in ("enabled", "enabled-runtime"):
             verbs.append("disable")
-        active = _query(module, systemctl, "is-active", name) if unit["started"] else "-"
+        active = _query(module, systemctl, "is-active", name) if unit["started"] or unit["stopped"] else "-"
         if unit["started"] and active != "active":
             verbs.append("start")
+        if unit["stopped"] and active == "active":
+            verbs.append("stop")
         before.append(f"{name}: {enabled}, {active}\n")
         boot = {"enable": "enabled", "disable": "disabled"}
         new_enabled = next((boot[verb] for verb in verbs if verb in boot), enabled)
-        after.append(f"{name}: {new_enabled}, {'active' if 'start' in verbs else active}\n")
+        new_active = {"start": "active", "stop": "inactive"}
+        after.append(f"{name}: {new_enabled}, {next((new_active[v] for v in verbs if v in new_active), active)}\n")
         if not verbs:
             continue
         changed_units.append(name)

@@ -1,5 +1,5 @@
 """The Jinja tests of plugins/test/wagw.py: the single-value rules the client check and the roles
-share (E.164, addresses and networks, phone account names)."""
+share (E.164, addresses and networks, phone account names, age public keys)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,14 @@ def test_network(value: str, ok: bool) -> None:
 ])
 def test_phone_name(value: str, ok: bool) -> None:
     assert rules.wagw_phone_name(value) is ok
+
+
+AGE_KEY = "age1" + "qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    (AGE_KEY, True), (AGE_KEY[:-1], False), (AGE_KEY + "q", False), (AGE_KEY.upper(), False),
+    (AGE_KEY[:-1] + "b", False), ("AGE-SECRET-KEY-1" + "Q" * 58, False), ("", False), (None, False),
+])
+def test_age_recipient(value: object, ok: bool) -> None:
+    assert rules.wagw_age_recipient(value) is ok

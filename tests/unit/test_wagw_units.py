@@ -21,6 +21,7 @@ case "$1" in
   enable) echo enabled > "$state/$2.enabled" ;;
   disable) echo disabled > "$state/$2.enabled" ;;
   start) touch "$state/$2.active" ;;
+  stop) rm -f "$state/$2.active" ;;
   *) echo "unexpected: $*" >&2; exit 2 ;;
 esac
 """
@@ -71,3 +72,22 @@ def test_check_mode_reports_the_start_and_does_nothing(tmp_path: Path) -> None:
     assert "new.service: enabled, active" in result["diff"]["after"]
     assert calls(state) == []  # not even the daemon-reload
     assert not (state / "new.service.active").exists()
+
+
+def test_stops_and_disables_a_unit_switched_off_and_leaves_a_missing_one_alone(tmp_path: Path) -> None:
+    state, env = systemd(tmp_path)
+    (state / "backup.timer.enabled").write_text("enabled\n")
+    (state / "backup.timer.active").touch()
+    off = {"units": [{"name": "backup.timer", "enabled": False, "stopped": True},
+                     {"name": "gone.timer", "enabled": False, "stopped": True}]}
+    checked = run_module("wagw_units", off, "--check", "--diff", env=env)
+    assert checked["changed_units"] == ["backup.timer"], checked
+    assert checked["diff"]["after"].startswith("backup.timer: disabled, inactive\n"), checked
+    assert calls(state) == []
+    first = run_module("wagw_units", off, env=env)
+    assert first["changed_units"] == ["backup.timer"], first
+    assert calls(state) == ["disable backup.timer", "stop backup.timer"]
+    assert run_module("wagw_units", off, env=env)["changed"] is False
+    both = run_module("wagw_units", {"units": [{"name": "x.timer", "stopped": True, "started": True}]}, env=env)
+    assert both["failed"], both
+    assert both["msg"] == "x.timer: stopped and started exclude each other"
