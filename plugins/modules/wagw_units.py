@@ -38,13 +38,13 @@ options:
           - Whether the unit must be active now (C(false) leaves it alone). Use C(false) for
             units with a start condition that may not hold, for example
             C(systemd-timesyncd) inside a container, which would otherwise be started on every run.
-          - Unset, C(true) unless I(stopped).
+          - When unset, C(true) unless I(stopped) is set.
         type: bool
       stopped:
         description:
-          - Stop the unit when it is active: one the inventory switched off (for example the
-            backup timer after C(wagw_backup) is removed), whose unit file may already be gone.
-            Excludes I(started=true).
+          - Stop the unit when it is active, for a unit the inventory switched off (for example
+            the backup timer after C(wagw_backup) is removed), whose unit file may already be gone.
+          - Excludes I(started=true).
         type: bool
         default: false
   daemon_reload:
