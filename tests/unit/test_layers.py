@@ -59,7 +59,7 @@ def test_each_layer_adds_to_the_settings_below_it(tmp_path: Path) -> None:
         "email": "it@a.example", "directory": "https://acme.msp.example/dir", "challenge": "http-01"}}
     # schema -> MSP -> group media -> host
     assert values["wagw_retention"] == {"log_days": 3, "raw_payload_days": 3, "call_record_days": 30,
-                                        "consent_proof_days": 1095, "backup_days": 30}
+                                        "consent_proof_days": 1095, "backup_days": 30, "recording_days": 0}
     assert values["wagw_retention_days"] == values["wagw_retention"]
     # lists, scalars and dicts not named wagw_* are replaced, as Ansible does
     assert values["wagw_whatsapp"] == {"audio_codecs": ["opus"], "srtp_key_exchange": "SDES", "media_networks": []}
@@ -76,11 +76,11 @@ def test_the_msp_defaults_folder_can_be_named_or_switched_off(tmp_path: Path) ->
     write_yaml(elsewhere / "defaults.yml", {"wagw_retention": {"raw_payload_days": 2}})
     named = resolved(folder / "hosts.yml", "h1", "wagw_retention", env={"WAGW_MSP_DEFAULTS": str(elsewhere)})
     assert named["wagw_retention"] == {"log_days": 3, "raw_payload_days": 2, "call_record_days": 30,
-                                       "consent_proof_days": 1095, "backup_days": 30}
+                                       "consent_proof_days": 1095, "backup_days": 30, "recording_days": 0}
     off = resolved(folder / "hosts.yml", "h1", "wagw_retention", "wagw_tls", "msp_only is defined",
                    "wagw_pbx is defined", env={"WAGW_MSP_DEFAULTS": ""})
     assert off == {"wagw_retention": {"log_days": 3, "call_record_days": 30, "raw_payload_days": 7,
-                                      "consent_proof_days": 1095, "backup_days": 30},
+                                      "consent_proof_days": 1095, "backup_days": 30, "recording_days": 0},
                    "wagw_tls": {"acme": {"email": "it@a.example", "challenge": "http-01",
                                          "directory": "https://acme-v02.api.letsencrypt.org/directory"}, "domains": []},
                    "msp_only is defined": False, "wagw_pbx is defined": False}
@@ -129,11 +129,13 @@ def test_two_scaffolded_clients_on_shared_msp_defaults(tmp_path: Path) -> None:
                              "wagw_client.id", args=("--vault-id", f"{client}@{vaults / client}"))
             for client in ("zahnarzt", "kanzlei")}
     assert seen["zahnarzt"] == {"wagw_client.id": "zahnarzt", "webhook_bridge_timezone": "Europe/Berlin",
-                                "wagw_retention_days": {"call_record_days": 90, "log_days": 5,
-                                                        "raw_payload_days": 3, "consent_proof_days": 1095, "backup_days": 30}}
+                                "wagw_retention_days": {"call_record_days": 90, "log_days": 5, "raw_payload_days": 3,
+                                                        "consent_proof_days": 1095, "backup_days": 30,
+                                                        "recording_days": 0}}
     assert seen["kanzlei"] == {"wagw_client.id": "kanzlei", "webhook_bridge_timezone": "Europe/Vienna",
-                               "wagw_retention_days": {"call_record_days": 90, "log_days": 7,
-                                                       "raw_payload_days": 7, "consent_proof_days": 1095, "backup_days": 30}}
+                               "wagw_retention_days": {"call_record_days": 90, "log_days": 7, "raw_payload_days": 7,
+                                                       "consent_proof_days": 1095, "backup_days": 30,
+                                                       "recording_days": 0}}
 
 
 def test_a_structure_only_check_needs_no_vault_password(tmp_path: Path) -> None:
