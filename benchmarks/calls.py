@@ -20,6 +20,9 @@ Phases (each prints its table; the last lines are the summary with the ratios):
              packet, so that direction's cost scales with the packet rate. This phase measures
              it: the same step again with "Meta" silent (the PBX still sends); the difference
              is the Opus direction at 33.3/s, and the figure "at 20 ms" adds half of it again.
+  g711       the ramp with A-law on the WhatsApp leg too (a number whose calling settings at
+             Meta list PCMA; the inventory allows pcma): SRTP <-> RTP, no transcoding. Its
+             Asterisk CPU per call is the baseline of the transcoded one, in the same run.
   cps        new calls per second without media (1 s calls), straight to Asterisk (UDP to its
              internal port, as the edge sends them) and through the edge (TLS, digest), in
              steps until a call fails; then both paths sustained at the direct path's best
@@ -29,7 +32,8 @@ Phases (each prints its table; the last lines are the summary with the ratios):
   soak       half of the ramp's best step, calls replaced as they end, for --soak seconds
              (default 600): Asterisk's and Kamailio's memory sampled every 30 s.
 
-  benchmarks/calls.sh [--phases ramp,packet,cps,soak] [--steps 100,200,...] [--sustain S]
+  benchmarks/calls.sh [--phases ramp,packet,g711,cps,soak] [--steps 25,50,...]
+                      [--g711-steps 50,100,...] [--cps-steps 40,80,...] [--sustain S]
                       [--soak S] [--no-deploy] [--keep]
 """
 
@@ -58,7 +62,8 @@ EDGE = "127.0.0.1:5061"
 ASTERISK_PORT = 5080
 CPU_LIMIT = 80.0  # % of both cores: the ramp stops above it
 TICK = os.sysconf("SC_CLK_TCK")
-PROCESSES = ("asterisk", "kamailio", "sipp")
+# programs whose CPU is shown (the bridge answers Asterisk's routing question of every call)
+PROCESSES = ("asterisk", "kamailio", "sipp", "wagw-bridge")
 PODMAN = shutil.which("podman") or "/usr/bin/podman"
 
 
@@ -147,7 +152,9 @@ def container_pids() -> list[int]:
     return pids
 
 
-def sample() -> Sample:
+def sample(before: Sample | None = None) -> Sample:
+    """The machine's and each program's CPU time so far; with before, the processes that
+    ended since keep their last seen time."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
     idle = fields[3] + fields[4]
     procs: dict[tuple[str, int], int] = {}
@@ -161,6 +168,8 @@ def sample() -> Sample:
         name = next((p for p in PROCESSES if comm.startswith(p)), None)
         if name:
             procs[name, pid] = int(rest[11]) + int(rest[12])  # utime + stime
+    if before:
+        procs = {**before.procs, **procs}
     return Sample(time.monotonic(), sum(fields) - idle, sum(fields), procs)
 
 
@@ -240,8 +249,23 @@ def pbx(name: str, media_ip: str, calls: int, media: bool, check: bool) -> Sipp:
     sys.exit(f"{name}: the PBX's SIPp does not listen on {PBX_IP}:5090")
 
 
+CODECS = {  # each codec's offer: payload type, a=rtpmap, a=fmtp (empty: SIPp leaves the line out)
+    "opus": ("111", "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=10;useinbandfec=1"),
+    "pcma": ("8", "a=rtpmap:8 PCMA/8000", ""),
+}
+
+
 def meta(
-    name: str, media_ip: str, target: str, *, calls: int, rate: float, limit: int, hold_ms: int, media: bool
+    name: str,
+    media_ip: str,
+    target: str,
+    *,
+    calls: int,
+    rate: float,
+    limit: int,
+    hold_ms: int,
+    media: bool,
+    codec: str = "opus",
 ) -> Sipp:
     if target == "edge":
         transport = f"{EDGE} -t l1 -tls_cert client.pem -tls_key client.key -i {META_IP}"
@@ -249,11 +273,13 @@ def meta(
     else:  # straight to Asterisk, from its edge's address, as the edge sends
         transport = f"{target}:{ASTERISK_PORT} -t u1 -i {target}"
         header = f"X-WAGW-Leg: whatsapp-{NUMBER[1:]}"  # the edge's header for this number
+    pt, rtpmap, fmtp = CODECS[codec]
     return sipp(
         name,
         f"{transport} -sf meta_uac.xml -s {NUMBER} -inf meta.csv -mi {media_ip}"
         f" -min_rtp_port 20000 -max_rtp_port 29999 -set caller {CALLER}"
-        f" -set leg_header {shlex.quote(header)} -set media {int(media)}"
+        f" -set leg_header {shlex.quote(header)} -set media {int(media)} -set codec {codec}"
+        f" -set pt {pt} -set rtpmap {shlex.quote(rtpmap)} -set fmtp {shlex.quote(fmtp)}"
         f" -r {rate:g} -l {limit} -m {calls} -d {hold_ms} -timeout 900s",
     )
 
@@ -272,13 +298,21 @@ RAMP_RATE = 20  # new calls a second while a step fills up
 WINDOW = 20  # seconds of measurement with every call of a step up
 
 
-def concurrent(media_ip: str, calls: int, meta_media: bool = True) -> dict[str, float]:
+def concurrent(media_ip: str, calls: int, *, meta_media: bool = True, codec: str = "opus") -> dict[str, float]:
     wait_idle()
     fill = calls / RAMP_RATE
     hold_ms = int((fill + WINDOW + 10) * 1000)
-    uas = pbx(f"pbx-{calls}", media_ip, calls, media=True, check=meta_media)
+    uas = pbx(f"pbx-{codec}-{calls}", media_ip, calls, media=True, check=meta_media)
     uac = meta(
-        f"meta-{calls}", media_ip, "edge", calls=calls, rate=RAMP_RATE, limit=calls, hold_ms=hold_ms, media=meta_media
+        f"meta-{codec}-{calls}",
+        media_ip,
+        "edge",
+        calls=calls,
+        rate=RAMP_RATE,
+        limit=calls,
+        hold_ms=hold_ms,
+        media=meta_media,
+        codec=codec,
     )
     time.sleep(fill + 4)
     a = sample()
@@ -291,26 +325,34 @@ def concurrent(media_ip: str, calls: int, meta_media: bool = True) -> dict[str, 
     return row
 
 
+def print_cpu_header() -> None:
+    print(
+        "| calls | Meta ok/failed | PBX ok/failed | machine (2 cores) | asterisk | kamailio | bridge | sipp "
+        "| asterisk per call | machine per call |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+
 def print_cpu_row(row: dict[str, float]) -> None:
     per_call = row["asterisk"] / row["calls"]
     print(
         f"| {row['calls']:.0f} | {row['ok']:.0f}/{row['failed']:.0f} | {row['pbx_ok']:.0f}/{row['pbx_failed']:.0f} "
-        f"| {row['machine']:.1f} % | {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['sipp']:.1f} "
-        f"| {per_call:.2f} | {2 * row['machine'] / row['calls']:.2f} |",
+        f"| {row['machine']:.1f} % | {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['wagw-bridge']:.1f} "
+        f"| {row['sipp']:.1f} | {per_call:.2f} | {2 * row['machine'] / row['calls']:.2f} |",
         flush=True,
     )
 
 
-def ramp(media_ip: str, steps: list[int]) -> list[dict[str, float]]:
-    print("\n## ramp: concurrent transcoded calls (Opus SRTP <-> A-law), media both ways")
-    print(
-        "| calls | Meta ok/failed | PBX ok/failed | machine (2 cores) | asterisk | kamailio | sipp "
-        "| asterisk per call | machine per call |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+def ramp(media_ip: str, steps: list[int], codec: str = "opus") -> list[dict[str, float]]:
+    title = {
+        "opus": "ramp: concurrent transcoded calls (Opus SRTP <-> A-law), media both ways",
+        "pcma": "g711: concurrent calls with A-law on the WhatsApp leg too (SRTP <-> RTP, no transcoding)",
+    }[codec]
+    print(f"\n## {title}")
+    print_cpu_header()
     rows = []
     for calls in steps:
-        row = concurrent(media_ip, calls)
+        row = concurrent(media_ip, calls, codec=codec)
         print_cpu_row(row)
         rows.append(row)
         if row["failed"] or row["pbx_failed"] or row["machine"] > CPU_LIMIT:
@@ -319,13 +361,10 @@ def ramp(media_ip: str, steps: list[int]) -> list[dict[str, float]]:
 
 
 def packetisation(media_ip: str, calls: int, both: dict[str, float]) -> float:
+    """Asterisk's cost per call (% of a core) that real 20 ms packets add to SIPp's 30 ms pace."""
     print(f"\n## packet: the Opus direction's cost at SIPp's 33.3 packets/s, {calls} calls")
     silent = concurrent(media_ip, calls, meta_media=False)
-    print(
-        "| calls | Meta ok/failed | PBX ok/failed | machine (2 cores) | asterisk | kamailio | sipp "
-        "| asterisk per call | machine per call |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print_cpu_header()
     print_cpu_row(silent)
     opus_in = (both["asterisk"] - silent["asterisk"]) / calls
     at_20ms = both["asterisk"] / calls + 0.5 * opus_in
@@ -334,7 +373,7 @@ def packetisation(media_ip: str, calls: int, both: dict[str, float]) -> float:
         f"{silent['asterisk'] / calls:.2f} % with Meta silent; the Opus direction at 33.3/s: "
         f"{opus_in:.2f} %; at 20 ms (50/s): {at_20ms:.2f} % of a core per call"
     )
-    return at_20ms
+    return 0.5 * opus_in
 
 
 def cps_run(
@@ -355,10 +394,10 @@ def cps_run(
     )
     a = b = sample()
     started = time.monotonic()
-    # the last sample is taken while SIPp still runs (a finished process's time is gone)
+    # a process that ends is gone from the next sample: its last seen time is kept
     while uac.proc.poll() is None and time.monotonic() - started < seconds * 3 + 60:
         time.sleep(1)
-        b = sample()
+        b = sample(b)
         if shm is not None and int(b.at - a.at) % 10 == 0:
             shm.append(memory()["shm_real_used"])
     stats = uac.stats(60)
@@ -373,17 +412,19 @@ def cps_run(
     return row
 
 
-def cps(media_ip: str, steps: list[float], sustain: int) -> None:
+def cps(media_ip: str, steps: list[float], sustain: int) -> list[str]:
+    """Calls per second in steps on both paths, then sustained; lines for the summary."""
     print("\n## cps: new calls per second, 1 s calls without media, each step 20 s")
-    print("| path | target cps | ok/failed | achieved cps | machine | asterisk | kamailio | sipp |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| path | target cps | ok/failed | achieved cps | machine | asterisk | kamailio | bridge | sipp |")
+    print("|---|---|---|---|---|---|---|---|---|")
     best: dict[str, float] = {}
     for target in ("direct", "edge"):
         for rate in steps:
             row = cps_run(media_ip, target, rate, seconds=20, tag=f"{target}-{rate:g}")
             print(
                 f"| {target} | {rate:g} | {row['ok']:.0f}/{row['failed']:.0f} | {row['achieved']:.1f} "
-                f"| {row['machine']:.1f} % | {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['sipp']:.1f} |",
+                f"| {row['machine']:.1f} % | {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['wagw-bridge']:.1f} "
+                f"| {row['sipp']:.1f} |",
                 flush=True,
             )
             if row["failed"] or row["achieved"] < 0.9 * rate:
@@ -391,8 +432,8 @@ def cps(media_ip: str, steps: list[float], sustain: int) -> None:
             best[target] = rate
     rate = best.get("direct", steps[0])
     print(f"\n## cps sustained: both paths at the direct path's best step, {rate:g} cps, {sustain} s each")
-    print("| path | ok/failed | achieved cps | machine | asterisk | kamailio | sipp |")
-    print("|---|---|---|---|---|---|---|")
+    print("| path | ok/failed | achieved cps | machine | asterisk | kamailio | bridge | sipp |")
+    print("|---|---|---|---|---|---|---|---|")
     results = {}
     idle_shm = 0.0
     shm: list[float] = []
@@ -406,36 +447,36 @@ def cps(media_ip: str, steps: list[float], sustain: int) -> None:
         results[target] = row
         print(
             f"| {target} | {row['ok']:.0f}/{row['failed']:.0f} | {row['achieved']:.1f} | {row['machine']:.1f} % "
-            f"| {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['sipp']:.1f} |",
+            f"| {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['wagw-bridge']:.1f} | {row['sipp']:.1f} |",
             flush=True,
         )
     ratio = results["edge"]["achieved"] / max(0.001, results["direct"]["achieved"])
     held = rate * min(sustain, 180)
     per_attempt = (shm[-1] - idle_shm) * 1024 / held if shm else 0.0
-    print(
-        f"edge/direct sustained cps: {ratio:.2f} (target >= 0.9, 0 failures: "
-        f"{'yes' if not results['edge']['failed'] and not results['direct']['failed'] else 'no'})"
-    )
-    print(
-        f"Kamailio shared memory: {idle_shm:.1f} MB before, {shm[-1] if shm else 0:.1f} MB at the end of the "
-        f"edge's run: {per_attempt:.1f} KB per attempt held ({held:.0f} attempts within 180 s; "
-        "the sizing formula assumes 18 KB)"
-    )
+    failures = int(results["edge"]["failed"] + results["direct"]["failed"])
+    return [
+        f"calls per second sustained {sustain} s at {rate:g}: edge {results['edge']['achieved']:.1f}, direct "
+        f"{results['direct']['achieved']:.1f}, edge/direct {ratio:.2f} (target >= 0.9), {failures} failed calls",
+        f"Kamailio shared memory: {idle_shm:.1f} MB before the edge's sustained run, {shm[-1] if shm else 0:.1f} MB "
+        f"at its end: {per_attempt:.1f} KB per call attempt held ({held:.0f} attempts within topology hiding's "
+        "180 s; the sizing formula assumes 18 KB)",
+    ]
 
 
-def soak(media_ip: str, calls: int, seconds: int) -> None:
+def soak(media_ip: str, calls: int, seconds: int) -> list[str]:
+    """Memory under a steady load; lines for the summary."""
     print(f"\n## soak: {calls} calls with media, replaced as they end, {seconds} s; memory every 30 s")
     wait_idle()
     hold_ms = 60000
     rate = calls / (hold_ms / 1000)
-    total = int(rate * seconds) + calls
+    total = int(rate * seconds)
     uas = pbx("pbx-soak", media_ip, total, media=True, check=True)
     uac = meta("meta-soak", media_ip, "edge", calls=total, rate=rate, limit=calls, hold_ms=hold_ms, media=True)
     print("| s | asterisk RSS MB | kamailio PSS MB | kamailio shm used MB |")
     print("|---|---|---|---|")
     started = time.monotonic()
     marks = []
-    while time.monotonic() - started < seconds:
+    while time.monotonic() - started < seconds - 30:
         time.sleep(30)
         m = memory()
         marks.append(m)
@@ -444,24 +485,35 @@ def soak(media_ip: str, calls: int, seconds: int) -> None:
             f"| {m['shm_real_used']:.1f} |",
             flush=True,
         )
-    cexec(f"pkill -INT -f 'stf {WORK}/meta-soak.csv' || true")
-    ok, failed = uac.wait(120)
+    ok, failed = uac.wait(hold_ms / 1000 + 120)
     uas.wait(120)
-    # the first minute fills the calls up: flatness is judged from the second sample on
-    steady = marks[2:] or marks
+    # the first two minutes fill the calls up: flatness is judged from the fourth sample on
+    steady = marks[3:] or marks
+    lines = [f"soak {seconds} s at {calls} calls: {ok} ok, {failed} failed"]
     for key in ("asterisk_rss", "kamailio_pss", "shm_real_used"):
         first, last = steady[0][key], steady[-1][key]
-        print(
-            f"{key}: {first:.1f} -> {last:.1f} MB ({last - first:+.1f} MB over "
-            f"{30 * (len(steady) - 1)} s, range {min(m[key] for m in steady):.1f}-{max(m[key] for m in steady):.1f})"
+        lines.append(
+            f"soak {key}: {first:.1f} -> {last:.1f} MB ({last - first:+.1f} MB over {30 * (len(steady) - 1)} s, "
+            f"range {min(m[key] for m in steady):.1f}-{max(m[key] for m in steady):.1f})"
         )
-    print(f"soak calls ok/failed: {ok}/{failed}")
+    return lines
+
+
+def step_list(text: str) -> list[int]:
+    return [int(step) for step in text.split(",")]
+
+
+def best_step(rows: list[dict[str, float]]) -> int:
+    """The largest step without a failed call within the CPU limit (0: none)."""
+    good = [r for r in rows if not r["failed"] and not r["pbx_failed"] and r["machine"] <= CPU_LIMIT]
+    return int(good[-1]["calls"]) if good else 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phases", default="ramp,packet,cps,soak")
+    parser.add_argument("--phases", default="ramp,packet,g711,cps,soak")
     parser.add_argument("--steps", default="25,50,75,100,150,200,250,300,400")
+    parser.add_argument("--g711-steps", default="50,100,200,300,400,500,600")
     parser.add_argument("--cps-steps", default="40,80,120,160")
     parser.add_argument("--sustain", type=int, default=300)
     parser.add_argument("--soak", type=int, default=600)
@@ -478,25 +530,41 @@ def main() -> None:
         if not args.no_deploy:
             deploy()
         media_ip, _ = prepare()
-        best = 0
-        rows: list[dict[str, float]] = []
-        if "ramp" in phases or "packet" in phases or "soak" in phases:
-            rows = ramp(media_ip, [int(s) for s in args.steps.split(",")]) if "ramp" in phases else []
-            good = [r for r in rows if not r["failed"] and not r["pbx_failed"] and r["machine"] <= CPU_LIMIT]
-            best = int(good[-1]["calls"]) if good else int(args.steps.split(",")[0])
+        summary: list[str] = []
+        rows = ramp(media_ip, step_list(args.steps)) if "ramp" in phases else []
+        best = best_step(rows)
+        if rows:
+            summary.append(
+                f"transcoded calls: {best} with 0 failures within {CPU_LIMIT:.0f} % of both cores (target 200)"
+            )
         if "packet" in phases and rows:
             # the largest good step up to 100 calls: enough calls for a steady figure, and room
             # below the CPU limit for the silent run
-            reference = ([r for r in good if r["calls"] <= 100] or rows)[-1]
-            at_20ms = packetisation(media_ip, int(reference["calls"]), reference)
-            print(
-                f"ramp: best step {best} calls within {CPU_LIMIT:.0f} %; Asterisk at 20 ms costs "
-                f"{at_20ms:.2f} % of a core per call"
+            reference = [r for r in rows if r["calls"] <= max(100, rows[0]["calls"])][-1]
+            extra = packetisation(media_ip, int(reference["calls"]), reference)
+            per_call = 2 * reference["machine"] / reference["calls"] + extra
+            summary.append(
+                f"at 20 ms packets: {per_call:.2f} % of a core per transcoded call (machine), so "
+                f"{2 * CPU_LIMIT / per_call:.0f} calls within {CPU_LIMIT:.0f} % of both cores"
             )
+        if "g711" in phases:
+            g711 = ramp(media_ip, step_list(args.g711_steps), codec="pcma")
+            summary.append(f"G.711 calls: {best_step(g711)} with 0 failures within {CPU_LIMIT:.0f} % (target 400)")
+            if rows and g711:
+                opus_cost = rows[0]["asterisk"] / rows[0]["calls"]
+                same = next((r for r in g711 if r["calls"] >= rows[0]["calls"]), g711[0])
+                summary.append(
+                    f"Asterisk per call, transcoded / G.711: {opus_cost:.2f} / "
+                    f"{same['asterisk'] / same['calls']:.2f} = "
+                    f"{opus_cost / max(0.01, same['asterisk'] / same['calls']):.1f}x"
+                )
         if "cps" in phases:
-            cps(media_ip, [float(s) for s in args.cps_steps.split(",")], args.sustain)
+            summary += cps(media_ip, [float(s) for s in args.cps_steps.split(",")], args.sustain)
         if "soak" in phases:
-            soak(media_ip, max(1, best // 2), args.soak)
+            summary += soak(media_ip, max(1, best // 2), args.soak)
+        print("\n## summary (commit " + commit + ")")
+        for line in summary:
+            print(f"- {line}")
     finally:
         if not args.keep and not args.no_deploy:
             run([str(ROOT / "scripts/container.sh"), "rm", CONTAINER])

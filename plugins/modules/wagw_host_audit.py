@@ -16,7 +16,8 @@ description:
     are valid, and judges each control pass or fail. One module run per host;
     C(playbooks/audit.yml) calls it.
   - "Controls, each with a stable id: C(RET-CDR) the oldest call record in Asterisk's CDR file;
-    C(RET-LOGFILES) the oldest file in Asterisk's log directory; C(RET-JOURNAL) journald's
+    C(CDR-WRITE) no call record lost, i.e. no failed write of a CDR row in the journal (which
+    keeps the log retention); C(RET-LOGFILES) the oldest file in Asterisk's log directory; C(RET-JOURNAL) journald's
     C(MaxRetentionSec) and its oldest entry; C(RET-EVIDENCE) each evidence file present and its last run recent;
     C(TLS-CERT) each certificate readable and valid for at least its I(min_days) more days;
     C(TLS-PROTO) each TLS endpoint accepts exactly the allowed protocol versions and no TLS 1.2
@@ -38,6 +39,15 @@ options:
     suboptions:
       path: {description: The CDR file., type: path, required: true}
       limit_days: {description: Days a call record may be kept., type: int, required: true}
+  cdr_write_failures:
+    description:
+      - How the media node's journal shows a call record that could not be written (a lost CDR
+        row), for example the file unwritable or the process out of descriptors.
+      - Read-only, at C(err) priority and above; it runs in check mode too.
+    type: dict
+    suboptions:
+      identifier: {description: The syslog identifier Asterisk logs under., type: str, required: true}
+      pattern: {description: "Text of the error message (Asterisk's res_cdrel_custom writes C(Unable to write CDR to file <path> : <reason>))", type: str, required: true}
   log_files:
     description: A log directory whose files (not its subdirectories) must be younger than the limit.
     type: dict
@@ -116,6 +126,7 @@ EXAMPLES = r"""
 - name: Read the evidence of a media node
   wagw.gateway.wagw_host_audit:
     call_records: {path: /var/log/asterisk/cdr-custom/wagw.csv, limit_days: 90}
+    cdr_write_failures: {identifier: asterisk, pattern: Unable to write CDR to file}
     log_files: {path: /var/log/asterisk, limit_days: 7}
     journal_limit_days: 7
     evidence_files: [/var/lib/wagw/evidence/asterisk-retention.jsonl]
@@ -259,6 +270,35 @@ def journal_control(module: AnsibleModule, limit_days: int, grace_days: int, now
     return control
 
 
+def cdr_write_control(module: AnsibleModule, failures: dict) -> dict:
+    """Failed CDR writes in the journal: each one is a call record lost for good."""
+    control = {"id": "CDR-WRITE", "title": "no call record lost (no failed CDR write in the journal)",
+               "object": f"journal of {failures['identifier']}", "passed": False, "failures": 0, "last": None}
+    rc, out, err = module.run_command([module.get_bin_path("journalctl", required=True), "--quiet", "--no-pager",
+                                       "--identifier", failures["identifier"], "--priority", "err",
+                                       "--output", "json", "--output-fields", "MESSAGE"])
+    if rc != 0:
+        control["detail"] = f"journal not readable: {(err or out).strip()[-300:]}"
+        return control
+    found = []
+    for line in out.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        message = entry.get("MESSAGE")
+        if isinstance(message, str) and failures["pattern"] in message:
+            # the message from the pattern on: without Asterisk's thread and call ids
+            found.append((int(entry["__REALTIME_TIMESTAMP"]) / 1e6, message[message.index(failures["pattern"]):]))
+    if not found:
+        control.update(passed=True, detail="no failed CDR write in the journal")
+        return control
+    when, message = found[-1]
+    control.update(failures=len(found), last=_iso(when),
+                   detail=f"{len(found)} failed CDR write{'s' if len(found) > 1 else ''}; the last: {message.strip()}")
+    return control
+
+
 def evidence_control(path: Path, max_age_days: int, now: float) -> dict:
     control = {"id": "RET-EVIDENCE", "title": "retention runs leave evidence", "object": str(path),
                "passed": False, "last_run": None, "classes": {}}
@@ -392,6 +432,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "call_records": {"type": "dict", "options": limit},
+            "cdr_write_failures": {"type": "dict", "options": {
+                "identifier": {"type": "str", "required": True}, "pattern": {"type": "str", "required": True}}},
             "log_files": {"type": "dict", "options": limit},
             "journal_limit_days": {"type": "int"},
             "evidence_files": {"type": "list", "elements": "path", "default": []},
@@ -422,6 +464,8 @@ def main() -> None:
         controls.append(_age_control("RET-CDR", "call records within their retention", p["call_records"]["path"],
                                      oldest=oldest, limit_days=p["call_records"]["limit_days"],
                                      grace_days=p["grace_days"], now=now, detail=f"{rows} rows"))
+    if p["cdr_write_failures"]:
+        controls.append(cdr_write_control(module, p["cdr_write_failures"]))
     if p["log_files"]:
         oldest, count = files_oldest(Path(p["log_files"]["path"]))
         controls.append(_age_control("RET-LOGFILES", "log files within their retention", p["log_files"]["path"],
