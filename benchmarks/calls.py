@@ -218,11 +218,27 @@ class Sipp:
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            cexec(f"pkill -INT -f 'stf {WORK}/{self.name}.csv' || true")
-            self.proc.wait(timeout=30)
+            return self.stop()
+        return self.read()
+
+    def read(self) -> dict[str, str]:
         lines = cexec(f"cat {WORK}/{self.name}.csv").splitlines()
         head, last = lines[0].split(";"), lines[-1].split(";")
         return dict(zip(head, last, strict=False))
+
+    def stop(self) -> dict[str, str]:
+        """Ends a SIPp that would wait on (a UAS whose caller's last calls failed before they
+        reached it): its statistics (written every 5 s) first, then the process."""
+        time.sleep(6)
+        row = self.read()
+        cexec(f"pkill -KILL -f 'stf {WORK}/{self.name}.csv' || true")
+        self.proc.wait(timeout=30)
+        return row
+
+    def finish(self) -> tuple[int, int]:
+        """(successful, failed) of a UAS once its caller is done."""
+        row = self.stop() if self.proc.poll() is None else self.read()
+        return int(row["SuccessfulCall(C)"]), int(row["FailedCall(C)"])
 
 
 def sipp(name: str, args: str) -> Sipp:
@@ -285,7 +301,8 @@ def meta(
 
 
 def wait_idle() -> None:
-    """Until Asterisk holds no channel (the last step's calls are gone)."""
+    """Until no SIPp runs and Asterisk holds no channel (the last step's calls are gone)."""
+    cexec("pkill -KILL -x sipp || true")
     for _ in range(120):
         if re.search(r"^0 active channels", cexec("asterisk -rx 'core show channels count'"), re.M):
             return
@@ -319,7 +336,7 @@ def concurrent(media_ip: str, calls: int, *, meta_media: bool = True, codec: str
     time.sleep(WINDOW)
     b = sample()
     ok, failed = uac.wait(hold_ms / 1000 + 120)
-    pbx_ok, pbx_failed = uas.wait(60)
+    pbx_ok, pbx_failed = uas.finish()
     row = cpu(a, b)
     row.update(calls=calls, ok=ok, failed=failed, pbx_ok=pbx_ok, pbx_failed=pbx_failed)
     return row
@@ -401,7 +418,7 @@ def cps_run(
         if shm is not None and int(b.at - a.at) % 10 == 0:
             shm.append(memory()["shm_real_used"])
     stats = uac.stats(60)
-    uas.wait(60)
+    uas.finish()
     ok, failed = int(stats["SuccessfulCall(C)"]), int(stats["FailedCall(C)"])
     # SIPp's own clock: its run less the last call's length (1 s) and set-up is the time in
     # which it placed the calls
@@ -486,7 +503,7 @@ def soak(media_ip: str, calls: int, seconds: int) -> list[str]:
             flush=True,
         )
     ok, failed = uac.wait(hold_ms / 1000 + 120)
-    uas.wait(120)
+    uas.finish()
     # the first two minutes fill the calls up: flatness is judged from the fourth sample on
     steady = marks[3:] or marks
     lines = [f"soak {seconds} s at {calls} calls: {ok} ok, {failed} failed"]
@@ -514,7 +531,7 @@ def main() -> None:
     parser.add_argument("--phases", default="ramp,packet,g711,cps,soak")
     parser.add_argument("--steps", default="25,50,75,100,150,200,250,300,400")
     parser.add_argument("--g711-steps", default="50,100,200,300,400,500,600")
-    parser.add_argument("--cps-steps", default="40,80,120,160")
+    parser.add_argument("--cps-steps", default="30,40,50,60,80,100,120")
     parser.add_argument("--sustain", type=int, default=300)
     parser.add_argument("--soak", type=int, default=600)
     parser.add_argument("--no-deploy", action="store_true", help="the container is up and converged")
