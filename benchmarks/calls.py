@@ -231,7 +231,8 @@ class Sipp:
         reached it): its statistics (written every 5 s) first, then the process."""
         time.sleep(6)
         row = self.read()
-        cexec(f"pkill -KILL -f 'stf {WORK}/{self.name}.csv' || true")
+        # anchored at "sipp": the shell running pkill has the pattern in its own command line
+        cexec(f"pkill -KILL -f '^sipp .*-stf {WORK}/{self.name}.csv' || true")
         self.proc.wait(timeout=30)
         return row
 
@@ -534,6 +535,7 @@ def main() -> None:
     parser.add_argument("--cps-steps", default="30,40,50,60,80,100,120")
     parser.add_argument("--sustain", type=int, default=300)
     parser.add_argument("--soak", type=int, default=600)
+    parser.add_argument("--soak-calls", type=int, default=0, help="default: half the ramp's best step")
     parser.add_argument("--no-deploy", action="store_true", help="the container is up and converged")
     parser.add_argument("--keep", action="store_true", help="keep the container afterwards")
     args = parser.parse_args()
@@ -578,7 +580,7 @@ def main() -> None:
         if "cps" in phases:
             summary += cps(media_ip, [float(s) for s in args.cps_steps.split(",")], args.sustain)
         if "soak" in phases:
-            summary += soak(media_ip, max(1, best // 2), args.soak)
+            summary += soak(media_ip, args.soak_calls or max(1, best // 2), args.soak)
         print("\n## summary (commit " + commit + ")")
         for line in summary:
             print(f"- {line}")
