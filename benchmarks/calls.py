@@ -63,7 +63,7 @@ ASTERISK_PORT = 5080
 CPU_LIMIT = 80.0  # % of both cores: the ramp stops above it
 TICK = os.sysconf("SC_CLK_TCK")
 # programs whose CPU is shown (the bridge answers Asterisk's routing question of every call)
-PROCESSES = ("asterisk", "kamailio", "sipp", "wagw-bridge")
+PROCESSES = ("asterisk", "kamailio", "wagw-bridge", "sipp")  # the order of the tables' columns
 PODMAN = shutil.which("podman") or "/usr/bin/podman"
 
 
@@ -101,8 +101,9 @@ def secret(name: str) -> str:
     return (SECRETS / name).read_text().split()[0]
 
 
-def prepare() -> tuple[str, str]:
-    """SIPp's files in the container; returns (media address, Asterisk's internal address)."""
+def prepare() -> str:
+    """SIPp's files in the container; returns the host's address (Asterisk's media address and,
+    on this all-in-one host, its internal one)."""
     # the test tool only, from Debian as in Molecule's prepare step
     cexec(
         "command -v sipp >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive"
@@ -123,8 +124,7 @@ def prepare() -> tuple[str, str]:
         f"cd {WORK} && [ -s client.pem ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256"
         " -nodes -days 1 -subj /CN=sipp-bench -keyout client.key -out client.pem 2>/dev/null"
     )
-    address = cexec("ip -4 -o route get 192.0.2.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'").strip()
-    return address, address
+    return cexec("ip -4 -o route get 192.0.2.1 | sed -n 's/.* src \\([0-9.]*\\).*/\\1/p'").strip()
 
 
 # --- what is measured ---------------------------------------------------------------------------
@@ -351,12 +351,16 @@ def print_cpu_header() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
 
 
+def cpu_cells(row: dict[str, float]) -> str:
+    """The CPU columns every table shares: the machine, then each program (% of one core)."""
+    return " | ".join([f"{row['machine']:.1f} %", *(f"{row[name]:.1f}" for name in PROCESSES)])
+
+
 def print_cpu_row(row: dict[str, float]) -> None:
     per_call = row["asterisk"] / row["calls"]
     print(
         f"| {row['calls']:.0f} | {row['ok']:.0f}/{row['failed']:.0f} | {row['pbx_ok']:.0f}/{row['pbx_failed']:.0f} "
-        f"| {row['machine']:.1f} % | {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['wagw-bridge']:.1f} "
-        f"| {row['sipp']:.1f} | {per_call:.2f} | {2 * row['machine'] / row['calls']:.2f} |",
+        f"| {cpu_cells(row)} | {per_call:.2f} | {2 * row['machine'] / row['calls']:.2f} |",
         flush=True,
     )
 
@@ -441,8 +445,7 @@ def cps(media_ip: str, steps: list[float], sustain: int) -> list[str]:
             row = cps_run(media_ip, target, rate, seconds=20, tag=f"{target}-{rate:g}")
             print(
                 f"| {target} | {rate:g} | {row['ok']:.0f}/{row['failed']:.0f} | {row['achieved']:.1f} "
-                f"| {row['machine']:.1f} % | {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['wagw-bridge']:.1f} "
-                f"| {row['sipp']:.1f} |",
+                f"| {cpu_cells(row)} |",
                 flush=True,
             )
             if row["failed"] or row["achieved"] < 0.9 * rate:
@@ -464,8 +467,7 @@ def cps(media_ip: str, steps: list[float], sustain: int) -> list[str]:
         )
         results[target] = row
         print(
-            f"| {target} | {row['ok']:.0f}/{row['failed']:.0f} | {row['achieved']:.1f} | {row['machine']:.1f} % "
-            f"| {row['asterisk']:.1f} | {row['kamailio']:.1f} | {row['wagw-bridge']:.1f} | {row['sipp']:.1f} |",
+            f"| {target} | {row['ok']:.0f}/{row['failed']:.0f} | {row['achieved']:.1f} | {cpu_cells(row)} |",
             flush=True,
         )
     ratio = results["edge"]["achieved"] / max(0.001, results["direct"]["achieved"])
@@ -548,7 +550,7 @@ def main() -> None:
     try:
         if not args.no_deploy:
             deploy()
-        media_ip, _ = prepare()
+        media_ip = prepare()
         summary: list[str] = []
         rows = ramp(media_ip, step_list(args.steps)) if "ramp" in phases else []
         best = best_step(rows)
