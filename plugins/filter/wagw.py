@@ -161,7 +161,7 @@ def wagw_client_errors(settings: dict) -> list[str]:
         timeout = route.get("ring_timeout", 30)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= RING_TIMEOUT_MAX:
             errors.append(f"{key}.ring_timeout: {timeout!r} is not 1 to {RING_TIMEOUT_MAX} seconds")
-    peak = (settings.get("wagw_capacity") or {}).get("concurrent_calls", 100)
+    peak = (settings.get("wagw_capacity") or {}).get("concurrent_calls", 50)
     if not isinstance(peak, int) or isinstance(peak, bool) or not 1 <= peak <= CONCURRENT_CALLS_MAX:
         errors.append(f"wagw_capacity.concurrent_calls: {peak!r} is not 1 to {CONCURRENT_CALLS_MAX} (calls at once "
                       "on each media node)")
@@ -172,6 +172,21 @@ def wagw_client_errors(settings: dict) -> list[str]:
     errors += _duplicates("wagw_routes[{}].whatsapp_number", [r.get("whatsapp_number") for r in routes],
                           "has a second route; one route per business number, the first is")
     return errors
+
+
+def wagw_media_cpu_error(peak_calls: int, cores: int, percent_per_call: float, budget_percent: float) -> str:
+    """Why a media node's cores do not carry the client's peak: each call costs `percent_per_call`
+    % of a core (measured by benchmarks/calls.sh), all calls together may use `budget_percent` % of
+    every core. Empty when they carry it."""
+    need = peak_calls * percent_per_call
+    have = cores * budget_percent
+    if need <= have:
+        return ""
+    fits = int(have // percent_per_call) if percent_per_call > 0 else 0
+    return (f"{peak_calls} calls at once at {percent_per_call:g} % of a core each need {need:g} % of a core, "
+            f"but {cores} core{'s' if cores != 1 else ''} within {budget_percent:g} % give {have:g} %: this node "
+            f"carries {fits} calls. Size the media node for the peak (at least "
+            f"{-(-need // budget_percent):.0f} cores) or state a lower wagw_capacity.concurrent_calls")
 
 
 # --- the controller's record (GDPR Art. 30) -----------------------------------------------
@@ -300,6 +315,7 @@ class FilterModule:
             "wagw_route_windows": wagw_route_windows,
             "wagw_route_destinations": wagw_route_destinations,
             "wagw_destination_errors": wagw_destination_errors,
+            "wagw_media_cpu_error": wagw_media_cpu_error,
             "wagw_phone_name_errors": wagw_phone_name_errors,
             "wagw_client_errors": wagw_client_errors,
             "wagw_client_record_errors": wagw_client_record_errors,

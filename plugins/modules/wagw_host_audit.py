@@ -47,7 +47,7 @@ options:
     type: dict
     suboptions:
       identifier: {description: The syslog identifier Asterisk logs under., type: str, required: true}
-      pattern: {description: "Text of the error message (Asterisk's res_cdrel_custom writes C(Unable to write CDR to file <path> : <reason>))", type: str, required: true}
+      pattern: {description: "Text of the error message (the dialplan's FILE() append logs C(Unable to open '<path>' for appending: <reason>))", type: str, required: true}
   log_files:
     description: A log directory whose files (not its subdirectories) must be younger than the limit.
     type: dict
@@ -126,7 +126,7 @@ EXAMPLES = r"""
 - name: Read the evidence of a media node
   wagw.gateway.wagw_host_audit:
     call_records: {path: /var/log/asterisk/cdr-custom/wagw.csv, limit_days: 90}
-    cdr_write_failures: {identifier: asterisk, pattern: Unable to write CDR to file}
+    cdr_write_failures: {identifier: asterisk, pattern: "Unable to open '/var/log/asterisk/cdr-custom/wagw.csv' for appending"}
     log_files: {path: /var/log/asterisk, limit_days: 7}
     journal_limit_days: 7
     evidence_files: [/var/lib/wagw/evidence/asterisk-retention.jsonl]

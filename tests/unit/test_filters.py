@@ -9,6 +9,7 @@ from wagw import (
     NO_PSTN_RULE,
     wagw_audit_failures,
     wagw_destination_errors,
+    wagw_media_cpu_error,
     wagw_phone_name_errors,
     wagw_route_destinations,
     wagw_route_windows,
@@ -193,3 +194,18 @@ def test_audit_failures_are_the_controls_that_did_not_pass_with_their_host() -> 
          "detail": "5061 open to all"},
         {"host": "media", "id": "RET-CDR", "object": "wagw.csv", "passed": False}]
     assert wagw_audit_failures(evidence[2:]) == []
+
+
+# A media node's CPU against the client's peak: 1.9 % of a core per transcoded call (benchmarks/calls.sh),
+# 80 % of every core for the calls.
+@pytest.mark.parametrize(("calls", "cores", "fits"), [(50, 2, True), (84, 2, True), (85, 2, False),
+                                                      (200, 2, False), (200, 5, True), (2000, 48, True)])
+def test_a_media_node_carries_the_peak_within_its_cpu_budget(calls: int, cores: int, fits: bool) -> None:
+    assert (wagw_media_cpu_error(calls, cores, 1.9, 80) == "") is fits
+
+
+def test_a_too_small_media_node_is_told_how_many_calls_it_carries_and_what_it_needs() -> None:
+    error = wagw_media_cpu_error(200, 2, 1.9, 80)
+    assert error.startswith("200 calls at once at 1.9 % of a core each need 380 % of a core, but 2 cores within "
+                            "80 % give 160 %: this node carries 84 calls."), error
+    assert "(at least 5 cores)" in error

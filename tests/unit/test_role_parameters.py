@@ -63,27 +63,31 @@ def test_the_media_nodes_are_sized_for_the_clients_peak(example_inventory: Path,
     if calls is not None:
         settings["wagw_capacity"] = {"concurrent_calls": calls}
     write_yaml(example_inventory / "group_vars/all/capacity.yml", settings)
-    values = resolved(example_inventory, "asterisk_open_files_limit", "asterisk_rtp_port_end")
+    values = resolved(example_inventory, "asterisk_open_files_limit", "asterisk_rtp_port_end", "asterisk_peak_calls")
     assert int(values["asterisk_open_files_limit"]) == open_files
+    # the peak the role's CPU check holds the node to; the schema's default when unstated
+    assert int(values["asterisk_peak_calls"]) == (calls or 50)
     assert int(values["asterisk_rtp_port_end"]) == 20000 + rtp_ports - 1
 
 
-@pytest.mark.parametrize(("capacity", "max_calls", "shm"), [
-    # (10 cps x 180 s + 100 calls x 2) x 18 KB = 35.2 MB, + 32 MB
-    (None, 100, 68),
-    ({"concurrent_calls": 400, "calls_per_second": 40}, 400, 173),
+@pytest.mark.parametrize(("capacity", "max_calls", "shm", "rate_limit"), [
+    # (10 cps x 180 s + 50 calls x 2) x 18 KB = 33.4 MB, + 32 MB
+    (None, 50, 66, 20),
+    ({"concurrent_calls": 400, "calls_per_second": 40}, 400, 173, 80),
     # never below Debian's 64 MB
-    ({"concurrent_calls": 1, "calls_per_second": 1}, 1, 64),
+    ({"concurrent_calls": 1, "calls_per_second": 1}, 1, 64, 2),
 ])
 def test_the_edge_is_sized_for_the_clients_peak(example_inventory: Path, capacity: dict | None, max_calls: int,
-                                                shm: int) -> None:
+                                                shm: int, rate_limit: int) -> None:
     settings: dict[str, object] = {"kamailio_topos_branch_expire": 180}  # the role default's stand-in
     if capacity is not None:
         settings["wagw_capacity"] = capacity
     write_yaml(example_inventory / "group_vars/all/capacity.yml", settings)
-    values = resolved(example_inventory, "kamailio_max_calls", "kamailio_shm_memory")
+    values = resolved(example_inventory, "kamailio_max_calls", "kamailio_shm_memory", "kamailio_call_rate_limit")
     assert int(values["kamailio_max_calls"]) == max_calls
     assert int(values["kamailio_shm_memory"]) == shm
+    # one source may bring the whole peak rate, in bursts of twice it
+    assert int(values["kamailio_call_rate_limit"]) == rate_limit
 
 
 def test_a_key_the_client_leaves_out_takes_the_schemas_default(example_inventory: Path) -> None:

@@ -193,7 +193,7 @@ def test_the_ledger_control_shows_counts_and_fails_without_them(tmp_path: Path) 
 
 def test_a_failed_cdr_write_in_the_journal_fails_the_control(tmp_path: Path) -> None:
     # journalctl as on a media node: this machine keeps no journal, so a stand-in prints the
-    # entries journalctl --output=json would (Asterisk's res_cdrel_custom message, as logged
+    # entries journalctl --output=json would (the message of Asterisk's FILE(), as logged
     # through syslog) and records how the module asked for them.
     def journal(*messages: str) -> dict[str, str]:
         bindir = tmp_path / "bin"
@@ -206,16 +206,18 @@ def test_a_failed_cdr_write_in_the_journal_fails_the_control(tmp_path: Path) -> 
         stand_in.chmod(0o755)
         return {"PATH": f"{bindir}:{os.environ['PATH']}"}
 
-    declared = {"cdr_write_failures": {"identifier": "asterisk", "pattern": "Unable to write CDR to file"}}
-    lost = "Unable to write CDR to file /var/log/asterisk/cdr-custom/wagw.csv : Too many open files"
-    env = journal("ERROR[4711][C-00000001]: res_cdrel_custom.c:123 in write_record_to_file: " + lost,
+    cdr_file = "/var/log/asterisk/cdr-custom/wagw.csv"
+    declared = {"cdr_write_failures": {"identifier": "asterisk", "pattern": f"Unable to open '{cdr_file}' for appending"}}
+    lost = f"Unable to open '{cdr_file}' for appending: Too many open files"
+    env = journal("ERROR[4711][C-00000001]: func_env.c:1180 in file_write: " + lost,
                   "ERROR[4712]: res_rtp_asterisk.c:8000 in rtp_allocate: Unable to allocate RTP socket",
-                  "ERROR[4713][C-00000002]: res_cdrel_custom.c:123 in write_record_to_file: " + lost)
+                  "ERROR[4714][C-00000003]: func_env.c:1180 in file_write: Unable to open '/tmp/other' for appending: x",
+                  "ERROR[4713][C-00000002]: func_env.c:1180 in file_write: " + lost)
     found = controls(run_module("wagw_host_audit", declared, "--check", env=env))["CDR-WRITE"]
     assert not found["passed"], found
     assert found["failures"] == 2
     assert found["detail"] == f"2 failed CDR writes; the last: {lost}"
-    assert found["last"] == "2026-12-01T21:20:02Z"
+    assert found["last"] == "2026-12-01T21:20:03Z"
     # only Asterisk's errors are read
     assert (tmp_path / "argv").read_text().split()[:7] == ["--quiet", "--no-pager", "--identifier", "asterisk",
                                                           "--priority", "err", "--output"]
