@@ -60,6 +60,7 @@ CALLER = "+491701234567"
 META_IP, PBX_IP = "127.0.0.10", "127.0.0.30"
 EDGE = "127.0.0.1:5061"
 ASTERISK_PORT = 5080
+CDR_FILE = "/var/log/asterisk/cdr-custom/wagw.csv"  # the role's default asterisk_cdr_file
 CPU_LIMIT = 80.0  # % of both cores: the ramp stops above it
 TICK = os.sysconf("SC_CLK_TCK")
 # programs whose CPU is shown (the bridge answers Asterisk's routing question of every call)
@@ -402,6 +403,7 @@ def cps_run(
     media_ip: str, target: str, rate: float, *, seconds: int, tag: str, shm: list[float] | None = None
 ) -> dict[str, float]:
     wait_idle()
+    rows_before = int(cexec(f"wc -l < {CDR_FILE}"))
     calls = int(rate * seconds)
     uas = pbx(f"pbx-{tag}", media_ip, calls, media=False, check=False)
     uac = meta(
@@ -430,7 +432,10 @@ def cps_run(
     h, m, sec = stats["ElapsedTime(C)"].split(":")[:3]
     placing = max(1.0, int(h) * 3600 + int(m) * 60 + float(sec) - 1.0)
     row = cpu(a, b)
-    row.update(rate=rate, ok=ok, failed=failed, achieved=ok / placing)
+    # every call that reached Asterisk leaves one call record (failed ones may not reach it)
+    wait_idle()
+    rows = int(cexec(f"wc -l < {CDR_FILE}")) - rows_before
+    row.update(rate=rate, ok=ok, failed=failed, achieved=ok / placing, cdr_rows=rows)
     return row
 
 
@@ -467,9 +472,10 @@ def cps(media_ip: str, steps: list[float], sustain: int, sustain_rate: float) ->
     rate = sustain_rate or best.get("direct", steps[0])
     print(f"\n## cps sustained, {sustain} s each: the direct path from {rate:g} cps down, then the edge at its rate")
     print(
-        "| path | target cps | ok/failed | achieved cps | machine | asterisk | kamailio | bridge | sipp | deepest queues |"
+        "| path | target cps | ok/failed | achieved cps | CDR rows | machine | asterisk | kamailio | bridge | sipp "
+        "| deepest queues |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     idle_shm = 0.0
     shm: list[float] = []
@@ -489,7 +495,7 @@ def cps(media_ip: str, steps: list[float], sustain: int, sustain_rate: float) ->
             results[target] = row
             print(
                 f"| {target} | {rate:g} | {row['ok']:.0f}/{row['failed']:.0f} | {row['achieved']:.1f} "
-                f"| {cpu_cells(row)} | {deepest_queues()} |",
+                f"| {row['cdr_rows']:.0f} | {cpu_cells(row)} | {deepest_queues()} |",
                 flush=True,
             )
             held = not row["failed"] and row["achieved"] >= 0.9 * rate

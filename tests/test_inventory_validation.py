@@ -625,3 +625,16 @@ def test_backup_settings_pass_and_take_the_schema_defaults(example_inventory: Pa
              "webhook_bridge_backup_manage_bucket")
     assert resolved(example_inventory / "hosts.yml", "demo-gateway", *names) == dict(zip(names, [
         "example-wagw-backups", "bridge/", "eu-central-1", "*-*-* 02:30:00", 30, True], strict=True))
+
+
+@pytest.mark.parametrize(("monitoring", "expected"), [
+    ({"networks": ["0.0.0.0/0"]}, "never the whole Internet (got ['0.0.0.0/0'])"),
+    ({"networks": ["prometheus.example"]}, "wagw_monitoring.networks must be the Prometheus servers' addresses"),
+    ({"networks": ["192.0.2.9/32"], "kamailio_port": 80}, "kamailio_port 1024 to 65535 (got 80)"),
+])
+def test_metrics_only_for_named_monitoring_networks(example_inventory: Path, tmp_path: Path, monitoring: dict,
+                                                    expected: str) -> None:
+    edit(example_inventory, "client.yml", lambda d: d.update(wagw_monitoring=monitoring))
+    message = refusal(run_validate(example_inventory, tmp_path))
+    assert message.startswith("client example: "), message
+    assert expected in message, message
