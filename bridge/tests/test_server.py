@@ -40,8 +40,8 @@ def _wait(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 def test_serve_over_http(settings, tmp_path: Path) -> None:
-    public, internal = free_port(), free_port()
-    env = serve_env(settings, public, internal)
+    public, internal, monitoring = free_port(), free_port(), free_port()
+    env = serve_env(settings, public, internal, METRICS_LISTEN=f"127.0.0.1:{monitoring}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "wagw_bridge.cli", "serve"],
         env=env,
@@ -78,7 +78,23 @@ def test_serve_over_http(settings, tmp_path: Path) -> None:
             r = c.get("/internal/consent", params={"subject": "+" + USER, "format": "text"})
             assert r.text == "allow"
             assert c.post("/webhook", content=b"{}").status_code == 404
-            assert "wagw_webhook_deliveries_total" in c.get("/metrics").text
+            internal_metrics = c.get("/metrics").text
+            assert "wagw_webhook_deliveries_total" in internal_metrics
+        # the monitoring networks' listener: the same totals, and nothing else
+        with httpx.Client(base_url=f"http://127.0.0.1:{monitoring}") as c:
+            text = c.get("/metrics").text
+            deliveries = [
+                x for x in text.splitlines() if x.startswith("wagw_webhook_deliveries_total")
+            ]
+            assert deliveries, text
+            assert deliveries == [
+                x
+                for x in internal_metrics.splitlines()
+                if x.startswith("wagw_webhook_deliveries_total")
+            ], text
+            assert 'wagw_outbox_messages{state="failed"} 0' in text, text
+            for path in ("/healthz", "/openapi.json", "/internal/consent", "/webhook"):
+                assert c.get(path, headers=auth).status_code == 404, path
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

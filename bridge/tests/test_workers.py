@@ -27,6 +27,7 @@ from conftest import (
     sign,
     text_message,
 )
+from wagw_bridge.cli import listeners
 from wagw_bridge.config import ConfigError, Settings
 from wagw_bridge.db import Database
 from wagw_bridge.observability import Metrics, Pseudonymizer
@@ -83,6 +84,20 @@ def test_workers_setting() -> None:
     for bad in ("-1", "65", "two"):
         with pytest.raises(ConfigError, match="WORKERS"):
             Settings.load(environ={**base, "WAGW_BRIDGE_WORKERS": bad})
+
+
+def test_metrics_listener_setting() -> None:
+    base = {"WAGW_BRIDGE_DATABASE": ":memory:", "WAGW_BRIDGE_LISTEN": "127.0.0.1:8080"}
+    assert set(listeners(Settings.load(environ=base))) == {"public", "internal"}
+    on = Settings.load(environ={**base, "WAGW_BRIDGE_METRICS_LISTEN": "192.0.2.5:9153"})
+    assert listeners(on) == {
+        "public": ("127.0.0.1", 8080),
+        "internal": ("127.0.0.1", 8081),
+        "metrics": ("192.0.2.5", 9153),
+    }
+    for bad in ("127.0.0.1:8081", "127.0.0.1:8080", "9153", "host:port"):
+        with pytest.raises(ConfigError, match="METRICS_LISTEN"):
+            Settings.load(environ={**base, "WAGW_BRIDGE_METRICS_LISTEN": bad})
 
 
 # ------------------------------------------------------------------ PostgreSQL subject lock

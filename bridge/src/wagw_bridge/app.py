@@ -1,10 +1,11 @@
 """ASGI applications (Starlette).
 
-Two listeners share one :class:`Runtime` (database, group-commit writer, metrics):
+The listeners share one :class:`Runtime` (database, group-commit writer, metrics):
 
 * ``public``: ``/webhook`` (behind nginx TLS), ``/healthz``, ``/openapi.json``;
 * ``internal``: ``/internal/route``, ``/internal/consent`` (bearer token), ``/metrics``,
-  ``/healthz``, ``/openapi.json`` -- bound to loopback or the private network only.
+  ``/healthz``, ``/openapi.json`` -- bound to loopback or the private network only;
+* ``metrics`` (optional): ``/metrics`` alone, for the monitoring networks.
 
 ``combined`` serves everything on one app (tests, small setups).
 """
@@ -436,7 +437,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """Build an app. Without ``runtime`` the app owns one (started in its lifespan)."""
-    if mode not in ("public", "internal", "combined"):
+    if mode not in ("public", "internal", "combined", "metrics"):
         raise ValueError(f"unknown mode {mode!r}")
     if runtime is None:
         if settings is None:
@@ -452,6 +453,8 @@ def create_app(
         return Response(doc_bytes, media_type="application/json")
 
     routes = [Route("/healthz", healthz), Route("/openapi.json", openapi_json)]
+    if mode == "metrics":  # nothing but the metrics for the monitoring networks
+        routes = [Route("/metrics", metrics, methods=["GET"])]
     if mode in ("public", "combined"):
         routes.append(Route("/webhook", webhook_get, methods=["GET"]))
     if mode in ("internal", "combined"):

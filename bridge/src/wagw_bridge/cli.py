@@ -350,10 +350,15 @@ def _no_signals() -> Iterator[None]:
 
 
 def listeners(settings: Settings) -> dict[str, tuple[str, int]]:
-    """Listener mode -> address: one combined listener if both addresses are equal."""
+    """Listener mode -> address: one combined listener if both addresses are equal; with a
+    metrics address also the ``metrics`` listener."""
     if settings.listen_addr == settings.internal_listen_addr:
-        return {"combined": settings.listen_addr}
-    return {"public": settings.listen_addr, "internal": settings.internal_listen_addr}
+        modes = {"combined": settings.listen_addr}
+    else:
+        modes = {"public": settings.listen_addr, "internal": settings.internal_listen_addr}
+    if settings.metrics_listen_addr is not None:
+        modes["metrics"] = settings.metrics_listen_addr
+    return modes
 
 
 def uvicorn_config(app: Callable[..., Any], host: str, port: int) -> uvicorn.Config:
@@ -383,7 +388,8 @@ async def serve(
     ready: Callable[[list[uvicorn.Server]], None] | None = None,
     worker: WorkerContext | None = None,
 ) -> None:
-    """Run the public and the internal listener (one listener if both addresses are equal).
+    """Run the public and the internal listener (one listener if both addresses are equal),
+    and the metrics listener if it has an address.
 
     As a worker (``worker`` given) the listeners are the slot's pre-bound sockets and the
     metrics go to the workers' shared directory.

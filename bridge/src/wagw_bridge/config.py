@@ -99,6 +99,8 @@ class Settings:
     routes_file: str = ""
     listen: str = "127.0.0.1:8080"
     internal_listen: str = "127.0.0.1:8081"
+    # GET /metrics alone, for the monitoring networks (the firewall's); empty: no such listener.
+    metrics_listen: str = ""
     # Meta's deliveries are up to 3 MB and batch up to 1000 updates.
     max_body_bytes: int = 3 * 1024 * 1024
     retention_raw_days: int = 7
@@ -228,6 +230,12 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}WORKERS must be 0 (automatic) to {MAX_WORKERS}")
         _listen(self.listen, ENV_PREFIX + "LISTEN")
         _listen(self.internal_listen, ENV_PREFIX + "INTERNAL_LISTEN")
+        if self.metrics_listen:
+            addr = _listen(self.metrics_listen, ENV_PREFIX + "METRICS_LISTEN")
+            if addr in (self.listen_addr, self.internal_listen_addr):
+                raise ConfigError(
+                    f"{ENV_PREFIX}METRICS_LISTEN must differ from the other listeners' addresses"
+                )
 
     def missing_secrets(self, names: tuple[str, ...] = SECRET_NAMES) -> list[str]:
         return [ENV_PREFIX + n.upper() for n in names if not getattr(self, n)]
@@ -251,6 +259,12 @@ class Settings:
     @property
     def internal_listen_addr(self) -> tuple[str, int]:
         return _listen(self.internal_listen, ENV_PREFIX + "INTERNAL_LISTEN")
+
+    @property
+    def metrics_listen_addr(self) -> tuple[str, int] | None:
+        if not self.metrics_listen:
+            return None
+        return _listen(self.metrics_listen, ENV_PREFIX + "METRICS_LISTEN")
 
     @property
     def worker_count(self) -> int:

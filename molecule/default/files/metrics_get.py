@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """GET a Prometheus endpoint from a chosen source address; prints JSON: the HTTP status and, for
-a 200, every sample as {"name{labels}": value} (timestamps dropped).
+a 200, every sample as {"name{labels}": value} (timestamps dropped) and each metric's sum over
+its labels as {"name": value}.
 
     metrics_get.py --source 127.0.0.40 --url http://127.0.0.1:9151/metrics
 """
@@ -23,7 +24,8 @@ def main() -> None:
     conn.request("GET", url.path or "/")
     response = conn.getresponse()
     body = response.read().decode()
-    samples = {}
+    samples: dict[str, float] = {}
+    by_name: dict[str, float] = {}
     if response.status == 200:
         for line in body.splitlines():
             if not line or line.startswith("#"):
@@ -31,7 +33,9 @@ def main() -> None:
             # name{labels} value [timestamp]; label values here hold no spaces
             series, value = line.split()[:2]
             samples[series] = float(value)
-    print(json.dumps({"status": response.status, "samples": samples}))
+            name = series.split("{", 1)[0]
+            by_name[name] = by_name.get(name, 0.0) + float(value)
+    print(json.dumps({"status": response.status, "samples": samples, "by_name": by_name}))
 
 
 if __name__ == "__main__":
