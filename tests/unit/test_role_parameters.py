@@ -114,21 +114,17 @@ def test_every_service_serves_metrics_to_the_monitoring_networks_only(example_in
     write_yaml(example_inventory / "group_vars/all/monitoring.yml",
                {"wagw_monitoring": {"networks": networks, "asterisk_port": 9262}})
     write_yaml(example_inventory / "host_vars" / HOST / "address.yml", {"wagw_internal_address": "192.0.2.5"})
-    names = ("kamailio_metrics_port", "asterisk_metrics_port", "asterisk_metrics_address", "webhook_bridge_metrics_listen",
-             "common_process_exporter_address", "common_process_exporter_groups", "common_firewall_ports")
+    names = ("kamailio_metrics_port", "asterisk_metrics_port", "webhook_bridge_metrics_listen",
+             "common_process_exporter_port", "asterisk_metrics_address", "common_process_exporter_address",
+             "common_process_exporter_groups", "kamailio_metrics_sources", "asterisk_metrics_sources",
+             "webhook_bridge_metrics_sources", "common_process_exporter_sources")
     values = resolved(example_inventory, *names)
-    opened = [rule for rule in values["common_firewall_ports"] if "metrics" in rule.get("comment", "")]
+    # each service's port (the firewall opens it to these sources: the roles' *_firewall_ports)
+    assert [values[name] for name in names[-4:]] == [networks] * 4
     if not networks:  # no monitoring network: no metrics port anywhere
-        assert (values["kamailio_metrics_port"], values["asterisk_metrics_port"]) == (0, 0)
-        assert values["webhook_bridge_metrics_listen"] == ""
-        assert opened == []
+        assert [values[name] for name in names[:4]] == [0, 0, "", 0]
         return
-    assert (int(values["kamailio_metrics_port"]), int(values["asterisk_metrics_port"])) == (9151, 9262)
-    assert values["asterisk_metrics_address"] == "192.0.2.5"
-    assert values["webhook_bridge_metrics_listen"] == "192.0.2.5:9153"
+    assert [values[name] for name in names[:4]] == [9151, 9262, "192.0.2.5:9153", 9256]
+    assert values["asterisk_metrics_address"] == values["common_process_exporter_address"] == "192.0.2.5"
     # the all-in-one demo host runs every service
-    assert values["common_process_exporter_address"] == "192.0.2.5"
     assert values["common_process_exporter_groups"] == ["kamailio", "asterisk", "wagw-bridge", "nginx"]
-    # each port opened on this host to the monitoring networks alone
-    assert sorted((int(rule["port"]), rule["proto"], rule["sources"]) for rule in opened) == [
-        (9151, "tcp", networks), (9153, "tcp", networks), (9256, "tcp", networks), (9262, "tcp", networks)]
