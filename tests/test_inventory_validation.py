@@ -630,8 +630,8 @@ def test_backup_settings_pass_and_take_the_schema_defaults(example_inventory: Pa
 @pytest.mark.parametrize(("monitoring", "expected"), [
     ({"networks": ["0.0.0.0/0"]}, "never the whole Internet (got ['0.0.0.0/0'])"),
     ({"networks": ["prometheus.example"]}, "wagw_monitoring.networks must be the Prometheus servers' addresses"),
-    ({"networks": ["192.0.2.9/32"], "kamailio_port": 80}, "1024 to 65535, each a different one (got 80, 9152, 9153, 9256)"),
-    ({"networks": ["192.0.2.9/32"], "bridge_port": 9152}, "each a different one (got 9151, 9152, 9152, 9256)"),
+    ({"networks": ["192.0.2.9/32"], "kamailio_port": 80}, "1024 to 65535, each a different one (got 80, 9152, 9153, 9256, 9100)"),
+    ({"networks": ["192.0.2.9/32"], "bridge_port": 9152}, "each a different one (got 9151, 9152, 9152, 9256, 9100)"),
 ])
 def test_metrics_only_for_named_monitoring_networks(example_inventory: Path, tmp_path: Path, monitoring: dict,
                                                     expected: str) -> None:

@@ -115,16 +115,17 @@ def test_every_service_serves_metrics_to_the_monitoring_networks_only(example_in
                {"wagw_monitoring": {"networks": networks, "asterisk_port": 9262}})
     write_yaml(example_inventory / "host_vars" / HOST / "address.yml", {"wagw_internal_address": "192.0.2.5"})
     names = ("kamailio_metrics_port", "asterisk_metrics_port", "webhook_bridge_metrics_listen",
-             "common_process_exporter_port", "asterisk_metrics_address", "common_process_exporter_address",
-             "common_process_exporter_groups", "kamailio_metrics_sources", "asterisk_metrics_sources",
-             "webhook_bridge_metrics_sources", "common_process_exporter_sources")
+             "common_process_exporter_port", "common_node_exporter_port", "asterisk_metrics_address",
+             "common_process_exporter_address", "common_node_exporter_address", "common_process_exporter_groups",
+             "kamailio_metrics_sources", "asterisk_metrics_sources", "webhook_bridge_metrics_sources",
+             "common_process_exporter_sources", "common_node_exporter_sources")
     values = resolved(example_inventory, *names)
     # each service's port (the firewall opens it to these sources: the roles' *_firewall_ports)
-    assert [values[name] for name in names[-4:]] == [networks] * 4
+    assert [values[name] for name in names[-5:]] == [networks] * 5
     if not networks:  # no monitoring network: no metrics port anywhere
-        assert [values[name] for name in names[:4]] == [0, 0, "", 0]
+        assert [values[name] for name in names[:5]] == [0, 0, "", 0, 0]
         return
-    assert [values[name] for name in names[:4]] == [9151, 9262, "192.0.2.5:9153", 9256]
-    assert values["asterisk_metrics_address"] == values["common_process_exporter_address"] == "192.0.2.5"
+    assert [values[name] for name in names[:5]] == [9151, 9262, "192.0.2.5:9153", 9256, 9100]
+    assert {values[name] for name in names[5:8]} == {"192.0.2.5"}
     # the all-in-one demo host runs every service
     assert values["common_process_exporter_groups"] == ["kamailio", "asterisk", "wagw-bridge", "nginx"]
