@@ -161,11 +161,14 @@ def wagw_client_errors(settings: dict) -> list[str]:
         timeout = route.get("ring_timeout", 30)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= RING_TIMEOUT_MAX:
             errors.append(f"{key}.ring_timeout: {timeout!r} is not 1 to {RING_TIMEOUT_MAX} seconds")
-    peak = (settings.get("wagw_capacity") or {}).get("concurrent_calls", 50)
+    # the capacity's defaults are the schema's (playbooks/schema/client.yml): a key is checked
+    # where it is given
+    capacity = settings.get("wagw_capacity") or {}
+    peak = capacity.get("concurrent_calls", 1)
     if not isinstance(peak, int) or isinstance(peak, bool) or not 1 <= peak <= CONCURRENT_CALLS_MAX:
         errors.append(f"wagw_capacity.concurrent_calls: {peak!r} is not 1 to {CONCURRENT_CALLS_MAX} (calls at once "
                       "on each media node)")
-    rate = (settings.get("wagw_capacity") or {}).get("calls_per_second", 10)
+    rate = capacity.get("calls_per_second", 1)
     if not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= CALLS_PER_SECOND_MAX:
         errors.append(f"wagw_capacity.calls_per_second: {rate!r} is not 1 to {CALLS_PER_SECOND_MAX} (new calls "
                       "per second at the peak; the edge's memory is sized for it)")
