@@ -30,8 +30,10 @@ def main() -> None:
         for line in body.splitlines():
             if not line or line.startswith("#"):
                 continue
-            # name{labels} value [timestamp]; label values here hold no spaces
-            series, value = line.split()[:2]
+            # name{labels} value [timestamp]; a label value may hold spaces (Asterisk's
+            # asterisk_core_properties), the value and the timestamp never a brace
+            end = line.rfind("}") + 1
+            series, value = (line[:end], line[end:].split()[0]) if end else line.split()[:2]
             samples[series] = float(value)
             name = series.split("{", 1)[0]
             by_name[name] = by_name.get(name, 0.0) + float(value)
