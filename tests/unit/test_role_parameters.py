@@ -117,15 +117,18 @@ def test_every_service_serves_metrics_to_the_monitoring_networks_only(example_in
     names = ("kamailio_metrics_port", "asterisk_metrics_port", "webhook_bridge_metrics_listen",
              "common_process_exporter_port", "common_node_exporter_port", "asterisk_metrics_address",
              "common_process_exporter_address", "common_node_exporter_address", "common_process_exporter_groups",
-             "kamailio_metrics_sources", "asterisk_metrics_sources", "webhook_bridge_metrics_sources",
+             "tls_expiry_metrics_file", "common_node_exporter_textfile_dir", "kamailio_metrics_sources", "asterisk_metrics_sources", "webhook_bridge_metrics_sources",
              "common_process_exporter_sources", "common_node_exporter_sources")
     values = resolved(example_inventory, *names)
     # each service's port (the firewall opens it to these sources: the roles' *_firewall_ports)
     assert [values[name] for name in names[-5:]] == [networks] * 5
     if not networks:  # no monitoring network: no metrics port anywhere
         assert [values[name] for name in names[:5]] == [0, 0, "", 0, 0]
+        assert values["tls_expiry_metrics_file"] == ""
         return
     assert [values[name] for name in names[:5]] == [9151, 9262, "192.0.2.5:9153", 9256, 9100]
     assert {values[name] for name in names[5:8]} == {"192.0.2.5"}
+    # the certificate's expiry goes where the node exporter's textfile collector reads
+    assert values["tls_expiry_metrics_file"] == values["common_node_exporter_textfile_dir"] + "/wagw-tls.prom"
     # the all-in-one demo host runs every service
     assert values["common_process_exporter_groups"] == ["kamailio", "asterisk", "wagw-bridge", "nginx"]
