@@ -30,48 +30,93 @@ from conftest import (
 from wagw_bridge.cli import listeners
 from wagw_bridge.config import ConfigError, Settings
 from wagw_bridge.db import Database
-from wagw_bridge.observability import Metrics, Pseudonymizer
+from wagw_bridge.observability import Metrics, Pseudonymizer, shared_totals
 
 
-# ------------------------------------------------------------------ metrics files
-def test_metrics_merged_across_worker_files(tmp_path: Path) -> None:
-    a, b = Metrics(tmp_path, slot=0), Metrics(tmp_path, slot=1)
-    a.inc("wagw_webhook_deliveries_total", result="stored")
-    b.inc("wagw_webhook_deliveries_total", 2, result="stored")
-    b.inc("wagw_webhook_rejected_total", reason="signature_mismatch")
-    a.observe(0.002)
-    b.observe(0.002)
-    b.observe(7.0)
-    for m in (a, b):
-        text = m.render()
-        assert 'wagw_webhook_deliveries_total{result="stored"} 3' in text
-        assert 'wagw_webhook_rejected_total{reason="signature_mismatch"} 1' in text
-        assert 'wagw_webhook_duration_seconds_bucket{le="0.0025"} 2' in text
-        assert 'wagw_webhook_duration_seconds_bucket{le="5"} 2' in text
-        assert 'wagw_webhook_duration_seconds_bucket{le="+Inf"} 3' in text
-        assert "wagw_webhook_duration_seconds_count 3" in text
-        assert m.value("wagw_webhook_deliveries_total", result="stored") == 3
+# ------------------------------------------------------------------ shared metrics (multiprocess)
+def in_worker(
+    shared_dir: Path, *calls: tuple[str, tuple[object, ...], dict[str, str]], crash: bool = False
+) -> str:
+    """Fork a process that counts as a worker does (Metrics with the shared directory), and
+    return its /metrics text; ``crash`` ends it without closing anything."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        os.close(read)
+        code = 0
+        try:
+            m = Metrics(shared_dir, started=1000.0)
+            for method, args, labels in calls:
+                getattr(m, method)(*args, **labels)
+            os.write(write, m.render().encode())
+            if not crash:
+                m.close()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        text = pipe.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    return text
 
 
-def test_metrics_file_continues_after_worker_restart_and_grows(tmp_path: Path) -> None:
-    first = Metrics(tmp_path, slot=0)
-    for i in range(2000):  # ~100 KiB of entries: well past the initial 16 KiB mapping
-        first.inc("wagw_internal_requests_total", endpoint=f"e{i}", result="ok")
-    first.inc("wagw_webhook_deliveries_total", 5, result="stored")
-    first.close()
-    again = Metrics(tmp_path, slot=0)  # the worker forked again into slot 0
-    again.inc("wagw_webhook_deliveries_total", result="stored")
-    other = Metrics(tmp_path, slot=1)
-    assert other.value("wagw_webhook_deliveries_total", result="stored") == 6
-    assert other.value("wagw_internal_requests_total", endpoint="e1999", result="ok") == 1
-    assert 'endpoint="e0"' in other.render()
+def test_metrics_merged_across_worker_processes(tmp_path: Path) -> None:
+    in_worker(
+        tmp_path,
+        ("inc", ("wagw_webhook_deliveries_total",), {"result": "stored"}),
+        ("observe", (0.002,), {}),
+    )
+    # the second worker's own answer already has the first one's counts
+    text = in_worker(
+        tmp_path,
+        ("inc", ("wagw_webhook_deliveries_total", 2), {"result": "stored"}),
+        ("inc", ("wagw_webhook_rejected_total",), {"reason": "signature_mismatch"}),
+        ("observe", (0.002,), {}),
+        ("observe", (7.0,), {}),
+    )
+    assert 'wagw_webhook_deliveries_total{result="stored"} 3.0' in text
+    assert 'wagw_webhook_rejected_total{reason="signature_mismatch"} 1.0' in text
+    assert 'wagw_webhook_duration_seconds_bucket{le="0.0025"} 2.0' in text
+    assert 'wagw_webhook_duration_seconds_bucket{le="5.0"} 2.0' in text
+    assert 'wagw_webhook_duration_seconds_bucket{le="+Inf"} 3.0' in text
+    assert "wagw_webhook_duration_seconds_count 3.0" in text
+    assert "wagw_process_start_time_seconds 1000.0" in text
+    # read without counting (what a scrape of any worker reads)
+    totals = shared_totals(tmp_path, started=1000.0)
+    assert totals.get_sample_value("wagw_webhook_deliveries_total", {"result": "stored"}) == 3
+    assert totals.get_sample_value("wagw_webhook_duration_seconds_sum") == pytest.approx(7.004)
+
+
+def test_a_worker_forked_again_adds_to_what_the_crashed_one_counted(tmp_path: Path) -> None:
+    many = [
+        ("inc", ("wagw_internal_requests_total",), {"endpoint": f"e{i}", "result": "ok"})
+        for i in range(2000)
+    ]
+    # ~2000 label sets: well past the first size of the mapped file; the process dies uncleanly
+    in_worker(
+        tmp_path,
+        *many,
+        ("inc", ("wagw_webhook_deliveries_total", 5), {"result": "stored"}),
+        crash=True,
+    )
+    text = in_worker(tmp_path, ("inc", ("wagw_webhook_deliveries_total",), {"result": "stored"}))
+    assert 'wagw_webhook_deliveries_total{result="stored"} 6.0' in text
+    assert 'wagw_internal_requests_total{endpoint="e1999",result="ok"} 1.0' in text
+    assert 'endpoint="e0"' in text
 
 
 def test_metrics_without_directory_stay_in_process(tmp_path: Path) -> None:
-    Metrics(tmp_path, slot=1).inc("wagw_webhook_deliveries_total", result="stored")
-    alone = Metrics()
+    in_worker(tmp_path, ("inc", ("wagw_webhook_deliveries_total",), {"result": "stored"}))
+    alone, other = Metrics(started=5.0), Metrics()
     alone.inc("wagw_webhook_deliveries_total", result="stored")
+    alone.inc("wagw_db_batched_items_total", 4)
     assert alone.value("wagw_webhook_deliveries_total", result="stored") == 1
+    assert alone.value("wagw_db_batched_items_total") == 4
+    # each Runtime's metrics are its own
+    assert other.value("wagw_webhook_deliveries_total", result="stored") == 0
+    assert "wagw_process_start_time_seconds 5.0" in alone.render()
+    assert "_created" not in alone.render()
 
 
 # ------------------------------------------------------------------ settings

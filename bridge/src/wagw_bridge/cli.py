@@ -396,9 +396,7 @@ async def serve(
     """
     from .app import Runtime, create_app  # noqa: PLC0415
 
-    metrics = (
-        Metrics(worker.metrics_dir, worker.slot, worker.started) if worker is not None else None
-    )
+    metrics = Metrics(worker.metrics_dir, worker.started) if worker is not None else None
     rt = Runtime(settings, metrics=metrics)
     await rt.start()
     servers: list[uvicorn.Server] = []

@@ -1,21 +1,25 @@
-"""Pseudonyms, JSON-lines logging and Prometheus metrics (text format written by hand)."""
+"""Pseudonyms, JSON-lines logging and Prometheus metrics (prometheus_client)."""
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import hmac
 import json
 import logging
-import mmap
 import os
 import re
-import struct
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 # Business-scoped user ID: a two-letter country code (or Meta's earlier "user"), an optional
@@ -125,210 +129,106 @@ def setup_logging(level: str = "INFO") -> None:
 # --------------------------------------------------------------------------- metrics
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 HISTOGRAM = "wagw_webhook_duration_seconds"
-Labels = tuple[tuple[str, str], ...]
-Series = tuple[str, Labels]
+START_TIME = "wagw_process_start_time_seconds"
 
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_F64 = struct.Struct("<d")
-_HEADER = 8
-_INITIAL_SIZE = 16 * 1024
-_FILE_SUFFIX = ".metrics"
+# The service's counters: name, help, label names (prometheus_client adds "_total").
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "wagw_webhook_deliveries": (
+        "Signed webhook deliveries accepted (stored or duplicate).",
+        ("result",),
+    ),
+    "wagw_webhook_rejected": ("Webhook deliveries rejected, by reason.", ("reason",)),
+    "wagw_webhook_events": (
+        "Events found in accepted deliveries, by kind and outcome.",
+        ("kind", "outcome"),
+    ),
+    "wagw_internal_requests": (
+        "Internal API requests, by endpoint and result.",
+        ("endpoint", "result"),
+    ),
+    "wagw_db_batches": ("Group-commit transactions.", ()),
+    "wagw_db_batched_items": ("Work items committed through group commit.", ()),
+    "wagw_permission_check": (
+        "Call-permission checks with Meta before allow, by result and source (cache or meta).",
+        ("result", "source"),
+    ),
+}
 
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in labels
-    )
-    return "{" + inner + "}"
-
-
-def _series_key(series: Series) -> str:
-    return json.dumps([series[0], [list(kv) for kv in series[1]]], separators=(",", ":"))
-
-
-def _parse_key(key: str) -> Series:
-    name, labels = json.loads(key)
-    return str(name), tuple((str(k), str(v)) for k, v in labels)
-
-
-def _entries(buf: bytes | mmap.mmap) -> Iterator[tuple[str, int, float]]:
-    """(key, offset of the value, value) of every complete entry of a metrics file."""
-    if len(buf) < _HEADER:
-        return
-    used = min(_U64.unpack_from(buf, 0)[0], len(buf))
-    pos = _HEADER
-    while pos + 4 <= used:
-        (n,) = _U32.unpack_from(buf, pos)
-        key_end = pos + 4 + n
-        value_at = (key_end + 7) & ~7
-        if value_at + 8 > used:
-            return
-        key = bytes(buf[pos + 4 : key_end]).decode("utf-8")
-        yield key, value_at, _F64.unpack_from(buf, value_at)[0]
-        pos = value_at + 8
+# A counter's _created sample is the time its process first counted: with several workers
+# (forked again after a crash) it says nothing about the service; the start time says it once.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-def read_metrics_file(path: Path) -> dict[Series, float]:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return {}
-    return {_parse_key(key): value for key, _, value in _entries(data)}
+class _StartTime(Collector):
+    """The service's start time (the supervisor's, in every worker), as one gauge."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(START_TIME, "Start time of the service.", value=self.started)
 
 
-class SharedMetricsFile:
-    """One worker process's metric values, memory-mapped, for the other workers to read.
-
-    Layout: an 8-byte header (bytes in use), then entries of ``uint32 key length, key (JSON of
-    name and labels), zero padding to 8 bytes, float64 value``. Only the owning process writes,
-    from its event-loop thread: a new entry is complete before the header counts it, and a value
-    is one aligned 8-byte store, so readers (plain ``read()`` of the file) never see half an entry.
-    The file survives its worker: a worker forked again into the same slot continues its counts.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            size = os.fstat(fd).st_size
-            if size < _INITIAL_SIZE:
-                os.ftruncate(fd, _INITIAL_SIZE)
-                size = _INITIAL_SIZE
-            self._map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self._offsets: dict[str, int] = {}
-        self._used: int = max(_HEADER, int(_U64.unpack_from(self._map, 0)[0]))
-        self.initial: dict[Series, float] = {}
-        for key, offset, value in _entries(self._map):
-            self._offsets[key] = offset
-            self.initial[_parse_key(key)] = value
-            self._used = offset + 8
-
-    def offset(self, key: str) -> int:
-        """Where the value of ``key`` lives (a new entry is appended on first use)."""
-        off = self._offsets.get(key)
-        if off is not None:
-            return off
-        raw = key.encode("utf-8")
-        start = self._used
-        value_at = (start + 4 + len(raw) + 7) & ~7
-        end = value_at + 8
-        if end > len(self._map):
-            self._map.resize(max(2 * len(self._map), end))
-        self._map[start : start + 4] = _U32.pack(len(raw))
-        self._map[start + 4 : start + 4 + len(raw)] = raw
-        self._map[start + 4 + len(raw) : value_at] = b"\0" * (value_at - start - 4 - len(raw))
-        _F64.pack_into(self._map, value_at, 0.0)
-        _U64.pack_into(self._map, 0, end)  # publish the entry last
-        self._used = end
-        self._offsets[key] = value_at
-        return value_at
-
-    def write(self, offset: int, value: float) -> None:
-        _F64.pack_into(self._map, offset, value)
-
-    def close(self) -> None:
-        self._map.close()
+def shared_totals(shared_dir: str | Path, started: float) -> CollectorRegistry:
+    """A registry that reports the sum over every process's files in ``shared_dir``
+    (prometheus_client's multiprocess mode), without counting anything itself."""
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path=str(shared_dir))  # type: ignore[no-untyped-call]
+    registry.register(_StartTime(started))
+    return registry
 
 
 class Metrics:
-    """Counters and one latency histogram. Touched from the event loop thread only.
+    """The bridge's counters and its webhook latency histogram, with prometheus_client.
 
-    With ``shared_dir`` (several worker processes, see :mod:`wagw_bridge.workers`) every value is
-    mirrored into this worker's file in that directory, and :meth:`render`/:meth:`value` report
-    the sum over all workers' files: any worker answers ``/metrics`` with the service's totals.
+    Alone (``shared_dir`` None) the values live in this process. With ``shared_dir`` (several
+    worker processes, see :mod:`wagw_bridge.workers`) prometheus_client's multiprocess mode
+    keeps each process's values in memory-mapped files there (named by process ID), and
+    :meth:`render`/:meth:`value` report the sum over all files: any worker answers ``/metrics``
+    with the service's totals, and a worker forked again after a crash adds to what its
+    predecessor counted. Multiprocess mode is chosen for the whole process (prometheus_client
+    reads it when a labelled value is first used), so it is meant for a forked worker.
     """
 
-    COUNTERS = {
-        "wagw_webhook_deliveries_total": "Signed webhook deliveries accepted (stored or duplicate).",
-        "wagw_webhook_rejected_total": "Webhook deliveries rejected, by reason.",
-        "wagw_webhook_events_total": "Events found in accepted deliveries, by kind and outcome.",
-        "wagw_internal_requests_total": "Internal API requests, by endpoint and result.",
-        "wagw_db_batches_total": "Group-commit transactions.",
-        "wagw_db_batched_items_total": "Work items committed through group commit.",
-        "wagw_permission_check_total": "Call-permission checks with Meta before allow, by result.",
-    }
-    _BUCKETS: tuple[Series, ...] = (
-        *((HISTOGRAM + "_bucket", (("le", f"{b:g}"),)) for b in LATENCY_BUCKETS),
-        (HISTOGRAM + "_bucket", (("le", "+Inf"),)),
-    )
-    _SUM: Series = (HISTOGRAM + "_sum", ())
-    _COUNT: Series = (HISTOGRAM + "_count", ())
-
-    def __init__(
-        self, shared_dir: str | Path | None = None, slot: int = 0, started: float | None = None
-    ) -> None:
+    def __init__(self, shared_dir: str | Path | None = None, started: float | None = None) -> None:
         self.started = time.time() if started is None else started
-        self._values: dict[Series, float] = {}
-        self._dir = Path(shared_dir) if shared_dir is not None else None
-        self._file: SharedMetricsFile | None = None
-        self._offsets: dict[Series, int] = {}
-        if self._dir is not None:
-            self._file = SharedMetricsFile(self._dir / f"worker-{slot}{_FILE_SUFFIX}")
-            self._values.update(self._file.initial)
-
-    def _add(self, series: Series, amount: float) -> None:
-        value = self._values.get(series, 0.0) + amount
-        self._values[series] = value
-        if self._file is not None:
-            off = self._offsets.get(series)
-            if off is None:
-                off = self._offsets[series] = self._file.offset(_series_key(series))
-            self._file.write(off, value)
+        if shared_dir is not None:
+            # prometheus_client picks the value class from PROMETHEUS_MULTIPROC_DIR when it is
+            # imported; a worker learns its directory after the fork, so it switches here,
+            # before its first metric exists.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared_dir)
+            prometheus_values.ValueClass = prometheus_values.MultiProcessValue()  # type: ignore[no-untyped-call]
+        self._own = CollectorRegistry(auto_describe=False)
+        self._counters = {
+            name + "_total": Counter(name, help_text, labels, registry=self._own)
+            for name, (help_text, labels) in COUNTERS.items()
+        }
+        self._histogram = Histogram(
+            HISTOGRAM,
+            "Time from request start to response for POST /webhook.",
+            buckets=LATENCY_BUCKETS,
+            registry=self._own,
+        )
+        if shared_dir is None:
+            self._own.register(_StartTime(self.started))
+            self.registry = self._own
+        else:
+            self.registry = shared_totals(shared_dir, self.started)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        self._add((name, tuple(sorted(labels.items()))), amount)
+        counter = self._counters[name]
+        (counter.labels(**labels) if labels else counter).inc(amount)
 
     def observe(self, seconds: float) -> None:
-        self._add(self._BUCKETS[bisect.bisect_left(LATENCY_BUCKETS, seconds)], 1.0)
-        self._add(self._SUM, seconds)
-        self._add(self._COUNT, 1.0)
-
-    def totals(self) -> dict[Series, float]:
-        """This process's values plus every other worker's (the service's totals)."""
-        out = dict(self._values)
-        if self._dir is None or self._file is None:
-            return out
-        for path in sorted(self._dir.glob("worker-*" + _FILE_SUFFIX)):
-            if path == self._file.path:
-                continue
-            for series, value in read_metrics_file(path).items():
-                out[series] = out.get(series, 0.0) + value
-        return out
+        self._histogram.observe(seconds)
 
     def value(self, name: str, **labels: str) -> float:
-        return self.totals().get((name, tuple(sorted(labels.items()))), 0.0)
+        """A sample's value over the whole service (0 when it was never counted)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
 
     def render(self) -> str:
-        totals = self.totals()
-        by_name: dict[str, list[tuple[Labels, float]]] = {}
-        for (name, labels), value in totals.items():
-            by_name.setdefault(name, []).append((labels, value))
-        lines: list[str] = []
-        for name, help_text in self.COUNTERS.items():
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} counter")
-            for labels, value in sorted(by_name.get(name, [])):
-                lines.append(f"{name}{_labels(labels)} {value:g}")
-        lines.append(f"# HELP {HISTOGRAM} Time from request start to response for POST /webhook.")
-        lines.append(f"# TYPE {HISTOGRAM} histogram")
-        cumulative = 0
-        for series in self._BUCKETS:
-            cumulative += int(totals.get(series, 0))
-            lines.append(f"{series[0]}{_labels(series[1])} {cumulative}")
-        lines.append(f"{HISTOGRAM}_sum {totals.get(self._SUM, 0.0):.6f}")
-        lines.append(f"{HISTOGRAM}_count {int(totals.get(self._COUNT, 0))}")
-        lines.append("# HELP wagw_process_start_time_seconds Start time of the service.")
-        lines.append("# TYPE wagw_process_start_time_seconds gauge")
-        lines.append(f"wagw_process_start_time_seconds {self.started:.3f}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if hasattr(prometheus_values.ValueClass, "close_all_files"):
+            prometheus_values.ValueClass.close_all_files()

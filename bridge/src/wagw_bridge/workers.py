@@ -9,14 +9,14 @@ writer thread share one GIL, and under load that thread was the limit (the datab
   so long-lived keep-alive connections (nginx's upstream pool) are spread too; with one shared
   accept queue a single busy worker accepts a whole burst of connections at once.
 * Each worker serves its slot's sockets with its own :class:`~wagw_bridge.app.Runtime`:
-  database connections, group-commit writer, metrics file. Exactly-once storage across workers
+  database connections, group-commit writer, metrics. Exactly-once storage across workers
   rests on the database's unique constraints (``INSERT ... ON CONFLICT DO NOTHING``), not on
   any in-process state; SQLite serialises the workers' write transactions.
 * ``/metrics`` of any worker reports the sum over all workers (:class:`~wagw_bridge.observability.
-  Metrics` with a shared directory of memory-mapped files, one per slot).
+  Metrics`: prometheus_client's multiprocess mode, its files in one directory of the supervisor).
 * A worker that dies is forked again into its slot: connections that arrive meanwhile wait in
-  the slot's sockets, which the supervisor keeps open, and its counters continue from the
-  slot's metrics file. More than ``CRASH_LIMIT`` deaths within ``CRASH_WINDOW`` seconds stop
+  the slot's sockets, which the supervisor keeps open, and the dead worker's metrics files stay
+  in the sum. More than ``CRASH_LIMIT`` deaths within ``CRASH_WINDOW`` seconds stop
   the service with exit status 1, so that systemd's ``Restart=`` takes over.
 * ``SIGTERM``/``SIGINT`` are passed to every worker (graceful shutdown), ``SIGHUP`` too (every
   worker reloads the routing table).
