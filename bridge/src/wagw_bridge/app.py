@@ -447,14 +447,15 @@ def create_app(
     else:
         owned, rt = None, runtime
     assert rt is not None
-    doc_bytes = json.dumps(openapi.build(mode)).encode("utf-8")
-
-    async def openapi_json(_: Request) -> Response:
-        return Response(doc_bytes, media_type="application/json")
-
-    routes = [Route("/healthz", healthz), Route("/openapi.json", openapi_json)]
     if mode == "metrics":  # nothing but the metrics for the monitoring networks
         routes = [Route("/metrics", metrics, methods=["GET"])]
+    else:
+        doc_bytes = json.dumps(openapi.build(mode)).encode("utf-8")
+
+        async def openapi_json(_: Request) -> Response:
+            return Response(doc_bytes, media_type="application/json")
+
+        routes = [Route("/healthz", healthz), Route("/openapi.json", openapi_json)]
     if mode in ("public", "combined"):
         routes.append(Route("/webhook", webhook_get, methods=["GET"]))
     if mode in ("internal", "combined"):
