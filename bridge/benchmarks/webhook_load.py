@@ -18,6 +18,11 @@ D seconds, and prints deliveries/s, p50/p99 latency and the ratio to the bare ra
 the same connection count in the same run (every connection count in --connections).
 
     python benchmarks/webhook_load.py [--duration 10] [--connections 16,32,64] [--no-postgres]
+                                      [--baseline-ref COMMIT]
+
+With --baseline-ref each SQLite and ceiling case runs again with the bridge package of that
+commit (git archive of its bridge/src, ahead on PYTHONPATH), right after this tree's, and the
+ratio of the two rates is printed: a change's cost measured in one run on one machine.
 """
 
 from __future__ import annotations
@@ -254,11 +259,17 @@ sys.exit(main(["serve"]))
 
 
 def start_bridge(
-    database: str, port: int, workers: int | None, script: Path | None = None
+    database: str,
+    port: int,
+    workers: int | None,
+    script: Path | None = None,
+    source: Path | None = None,
 ) -> subprocess.Popen:
     env = {
         **os.environ,
         **ENV,
+        # another commit's bridge (--baseline-ref): its package before the installed one
+        **({"PYTHONPATH": str(source)} if source else {}),
         **({"WAGW_BRIDGE_WORKERS": str(workers)} if workers else {}),
         "WAGW_BRIDGE_DATABASE": database,
         "WAGW_BRIDGE_LISTEN": f"127.0.0.1:{port}",
@@ -347,6 +358,11 @@ def main() -> int:
         help="bridge worker processes, comma-separated (0: the bridge's default)",
     )
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument(
+        "--baseline-ref",
+        help="also run each SQLite and ceiling case with the bridge of this git commit, right"
+        " after this tree's, and print this tree's rate against it",
+    )
     args = ap.parse_args()
     from wagw_bridge.config import Settings
 
@@ -362,6 +378,18 @@ def main() -> int:
     ceiling = tmp / "ceiling_server.py"
     ceiling.write_text(CEILING_SERVER)
     run = str(int(time.time()))
+    sources: list[tuple[Path | None, str]] = [(None, "")]
+    if args.baseline_ref:
+        base = tmp / "baseline"
+        base.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", args.baseline_ref, "src"],
+            cwd=HERE.parent,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        sources.append((base / "src", f" @{args.baseline_ref}"))
     pg = None
     results: list[dict[str, Any]] = []
     try:
@@ -388,26 +416,38 @@ def main() -> int:
                     )
                 )
             for n in worker_counts:
-                results.append(
-                    run_case(
-                        f"bridge sqlite (WAL, FULL), {n} proc",
-                        lambda p, c=c, n=n: start_bridge(str(tmp / f"bench-{c}-{n}.sqlite3"), p, n),
-                        args,
-                        f"{tag}s{n}",
-                        c,
+                # this tree's bridge, then (--baseline-ref) the other commit's, case by case
+                for src, label in sources:
+                    results.append(
+                        run_case(
+                            f"bridge sqlite (WAL, FULL), {n} proc{label}",
+                            lambda p, c=c, n=n, src=src, label=label: start_bridge(
+                                str(tmp / f"bench-{c}-{n}{label and '-base'}.sqlite3"),
+                                p,
+                                n,
+                                source=src,
+                            ),
+                            args,
+                            f"{tag}s{n}{label and 'b'}",
+                            c,
+                        )
                     )
-                )
-                results.append(
-                    run_case(
-                        f"bridge, append+fdatasync only, {n} proc",
-                        lambda p, c=c, n=n: start_bridge(
-                            str(tmp / f"ceiling-{c}-{n}"), p, n, ceiling
-                        ),
-                        args,
-                        f"{tag}j{n}",
-                        c,
+                for src, label in sources:
+                    results.append(
+                        run_case(
+                            f"bridge, append+fdatasync only, {n} proc{label}",
+                            lambda p, c=c, n=n, src=src, label=label: start_bridge(
+                                str(tmp / f"ceiling-{c}-{n}{label and '-base'}"),
+                                p,
+                                n,
+                                ceiling,
+                                source=src,
+                            ),
+                            args,
+                            f"{tag}j{n}{label and 'b'}",
+                            c,
+                        )
                     )
-                )
                 if pg is not None:
                     pgdb = pg.new_database()
                     results.append(
@@ -437,6 +477,20 @@ def main() -> int:
                 f" {r['errors']:7d} {r['ratio_to_bare']:6.2f} {r['server_cpu_us']:7.1f}"
                 f" {r['client_cpu_us']:7.1f} {r['server_cores']:9.2f}"
                 + ("  (request pool exhausted: raise --max-rate)" if r["exhausted"] else "")
+            )
+    for r in results:
+        if args.baseline_ref and r["name"].endswith(f" @{args.baseline_ref}"):
+            mine = next(
+                m
+                for m in results
+                if m["connections"] == r["connections"]
+                and m["name"] == r["name"].removesuffix(f" @{args.baseline_ref}")
+            )
+            r["this_tree_ratio"] = mine["rate"] / r["rate"] if r["rate"] else 0.0
+            print(
+                f"{mine['name']} at {r['connections']} connections: this tree / "
+                f"{args.baseline_ref} = {r['this_tree_ratio']:.3f}"
+                f" ({mine['rate']:.0f} / {r['rate']:.0f} deliveries/s)"
             )
     print(
         f"cores: {os.cpu_count()}, bridge workers: {worker_counts},"
