@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GET a Prometheus endpoint from a chosen source address; prints JSON: the HTTP status and, for
 a 200, every sample as {"name{labels}": value} (timestamps dropped) and each metric's sum over
-its labels as {"name": value}.
+its labels as {"name": value}; and the Server header (null when there is none).
 
     metrics_get.py --source 127.0.0.40 --url http://127.0.0.1:9151/metrics
 """
@@ -37,7 +37,11 @@ def main() -> None:
             samples[series] = float(value)
             name = series.split("{", 1)[0]
             by_name[name] = by_name.get(name, 0.0) + float(value)
-    print(json.dumps({"status": response.status, "samples": samples, "by_name": by_name}))
+    print(
+        json.dumps(
+            {"status": response.status, "server": response.getheader("Server"), "samples": samples, "by_name": by_name}
+        )
+    )
 
 
 if __name__ == "__main__":
