@@ -18,11 +18,13 @@ D seconds, and prints deliveries/s, p50/p99 latency and the ratio to the bare ra
 the same connection count in the same run (every connection count in --connections).
 
     python benchmarks/webhook_load.py [--duration 10] [--connections 16,32,64] [--no-postgres]
-                                      [--baseline-ref COMMIT]
+                                      [--baseline-ref COMMIT [--rounds N]]
 
 With --baseline-ref each SQLite and ceiling case runs again with the bridge package of that
-commit (git archive of its bridge/src, ahead on PYTHONPATH), right after this tree's, and the
-ratio of the two rates is printed: a change's cost measured in one run on one machine.
+commit (git archive of its bridge/src, ahead on PYTHONPATH), beside this tree's, and the ratio
+of the two mean rates is printed: a change's cost measured in one run on one machine. With
+--rounds N the pairs run N times, the order flipping each round (the first of a pair tends to
+be slower: an A/A run of one commit against itself showed 0.89 and 1.08).
 """
 
 from __future__ import annotations
@@ -363,6 +365,12 @@ def main() -> int:
         help="also run each SQLite and ceiling case with the bridge of this git commit, right"
         " after this tree's, and print this tree's rate against it",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="bridge cases per connection count, each round in the other order (with --baseline-ref)",
+    )
     args = ap.parse_args()
     from wagw_bridge.config import Settings
 
@@ -416,38 +424,29 @@ def main() -> int:
                     )
                 )
             for n in worker_counts:
-                # this tree's bridge, then (--baseline-ref) the other commit's, case by case
-                for src, label in sources:
-                    results.append(
-                        run_case(
-                            f"bridge sqlite (WAL, FULL), {n} proc{label}",
-                            lambda p, c=c, n=n, src=src, label=label: start_bridge(
-                                str(tmp / f"bench-{c}-{n}{label and '-base'}.sqlite3"),
-                                p,
-                                n,
-                                source=src,
-                            ),
-                            args,
-                            f"{tag}s{n}{label and 'b'}",
-                            c,
-                        )
-                    )
-                for src, label in sources:
-                    results.append(
-                        run_case(
-                            f"bridge, append+fdatasync only, {n} proc{label}",
-                            lambda p, c=c, n=n, src=src, label=label: start_bridge(
-                                str(tmp / f"ceiling-{c}-{n}{label and '-base'}"),
-                                p,
-                                n,
-                                ceiling,
-                                source=src,
-                            ),
-                            args,
-                            f"{tag}j{n}{label and 'b'}",
-                            c,
-                        )
-                    )
+                # this tree's bridge and (--baseline-ref) the other commit's, case by case; the
+                # order flips each round, so that neither side always runs first
+                for k in range(args.rounds):
+                    order = sources if k % 2 == 0 else sources[::-1]
+                    for kind, script in (
+                        ("sqlite (WAL, FULL)", None),
+                        ("append+fdatasync only", ceiling),
+                    ):
+                        for src, label in order:
+                            key = f"{'s' if script is None else 'j'}{n}r{k}{label and 'b'}"
+                            results.append(
+                                run_case(
+                                    f"bridge {kind}, {n} proc{label}",
+                                    lambda p, c=c, key=key, n=n, src=src, script=script: (
+                                        start_bridge(
+                                            str(tmp / f"bench-{c}-{key}"), p, n, script, source=src
+                                        )
+                                    ),
+                                    args,
+                                    f"{tag}{key}",
+                                    c,
+                                )
+                            )
                 if pg is not None:
                     pgdb = pg.new_database()
                     results.append(
@@ -478,20 +477,25 @@ def main() -> int:
                 f" {r['client_cpu_us']:7.1f} {r['server_cores']:9.2f}"
                 + ("  (request pool exhausted: raise --max-rate)" if r["exhausted"] else "")
             )
-    for r in results:
-        if args.baseline_ref and r["name"].endswith(f" @{args.baseline_ref}"):
-            mine = next(
-                m
-                for m in results
-                if m["connections"] == r["connections"]
-                and m["name"] == r["name"].removesuffix(f" @{args.baseline_ref}")
-            )
-            r["this_tree_ratio"] = mine["rate"] / r["rate"] if r["rate"] else 0.0
-            print(
-                f"{mine['name']} at {r['connections']} connections: this tree / "
-                f"{args.baseline_ref} = {r['this_tree_ratio']:.3f}"
-                f" ({mine['rate']:.0f} / {r['rate']:.0f} deliveries/s)"
-            )
+    if args.baseline_ref:
+        suffix = f" @{args.baseline_ref}"
+        for c in counts:
+            for name in dict.fromkeys(
+                r["name"] for r in results if r["connections"] == c and r["name"].endswith(suffix)
+            ):
+                theirs = [r["rate"] for r in results if r["connections"] == c and r["name"] == name]
+                mine = [
+                    r["rate"]
+                    for r in results
+                    if r["connections"] == c and r["name"] == name.removesuffix(suffix)
+                ]
+                ratio = statistics.mean(mine) / statistics.mean(theirs)
+                rounds = ", ".join(f"{a / b:.3f}" for a, b in zip(mine, theirs, strict=True))
+                print(
+                    f"{name.removesuffix(suffix)} at {c} connections: this tree / "
+                    f"{args.baseline_ref} = {ratio:.3f} (mean {statistics.mean(mine):.0f} / "
+                    f"{statistics.mean(theirs):.0f} deliveries/s; each round: {rounds})"
+                )
     print(
         f"cores: {os.cpu_count()}, bridge workers: {worker_counts},"
         f" duration: {args.duration}s per case; ratio: to the faster bare case"

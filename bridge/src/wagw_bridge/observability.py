@@ -203,6 +203,7 @@ class Metrics:
             name + "_total": Counter(name, help_text, labels, registry=self._own)
             for name, (help_text, labels) in COUNTERS.items()
         }
+        self._children: dict[tuple[str, ...], Counter] = {}
         self._histogram = Histogram(
             HISTOGRAM,
             "Time from request start to response for POST /webhook.",
@@ -216,8 +217,14 @@ class Metrics:
             self.registry = shared_totals(shared_dir, self.started)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        counter = self._counters[name]
-        (counter.labels(**labels) if labels else counter).inc(amount)
+        # The labelled child, found once: prometheus_client's labels() checks and sorts the
+        # names under a lock at every call, which cost more than the increment itself.
+        key = (name, *labels.values())
+        child = self._children.get(key)
+        if child is None:
+            counter = self._counters[name]
+            child = self._children[key] = counter.labels(**labels) if labels else counter
+        child.inc(amount)
 
     def observe(self, seconds: float) -> None:
         self._histogram.observe(seconds)
