@@ -5,6 +5,7 @@ certificate it cannot read leaves the published file as it was."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import subprocess
 import sys
@@ -96,3 +97,15 @@ def test_an_unreadable_certificate_leaves_the_published_expiry_alone(tmp_path: P
     missing_dir = run(tmp_path / "absent" / "wagw-tls.prom", certificate(cert, dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
                                                                           ["a.example"]))
     assert (missing_dir.returncode, "cannot write" in missing_dir.stderr) == (2, True)
+
+
+def test_the_settings_file_names_the_output_and_an_empty_output_publishes_nothing(tmp_path: Path) -> None:
+    cert = certificate(tmp_path / "cert.pem", dt.datetime(2027, 1, 1, tzinfo=dt.UTC), ["a.example"])
+    out, config = tmp_path / "wagw-tls.prom", tmp_path / "expiry.json"
+    config.write_text(json.dumps({"output": "", "certificates": [str(cert)]}))
+    nothing = run("--config", config)
+    assert (nothing.returncode, "nothing to publish" in nothing.stdout, out.exists()) == (0, True, False)
+    config.write_text(json.dumps({"output": str(out), "certificates": [str(cert)]}))
+    assert run("--config", config).stdout.strip() == f"wagw-tls-expiry: {out}: changed"
+    assert [m["path"] for m in SAMPLE.finditer(out.read_text())] == [str(cert)]
+    assert run().returncode == 2  # neither arguments nor settings
